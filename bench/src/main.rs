@@ -1,0 +1,302 @@
+//! `runtime-bench` (`make bench`): times `runtime`, runc and crun side by side in one run. For each
+//! row and each iteration every column is measured once, in an order rotated by the iteration, and
+//! one runtime is measured twice (the A/A column) to show the noise. Runs as root, inside a private
+//! mount namespace without /sys/fs/cgroup/unified (see `isolate`). Prints versions, the table and
+//! errors; writes the raw samples to target/bench/bench-<unix time>.json (and latest.json).
+
+mod bundle;
+mod column;
+mod isolate;
+mod report;
+mod rows;
+
+use anyhow::{bail, Context, Result};
+use column::Column;
+use report::{Cell, RowResult};
+use rows::Row;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+const USAGE: &str = "usage: runtime-bench [--runtime PATH] [--runs N | --quick] [--rows NAME,..]
+         [--aa runc|crun|runtime] [--runc PATH] [--crun PATH] [--timeout SECS] [--out FILE]
+  --runtime PATH  our runtime (default: $RUNTIME_BIN, else target/release/runtime); may be missing
+  --runs N        iterations per row (default 100); --quick = 10
+  --rows LIST     only these rows (baseline, run, create, start, create+start+delete, exec, state)
+  --aa NAME       the column measured twice to show noise (default runc)
+  --timeout SECS  per runtime command (default 30)
+  --out FILE      raw samples JSON (default target/bench/bench-<unix time>.json)";
+
+struct Args {
+    runtime: PathBuf,
+    runc: PathBuf,
+    crun: PathBuf,
+    runs: usize,
+    rows: Option<Vec<String>>,
+    aa: String,
+    timeout: u64,
+    out: Option<PathBuf>,
+}
+
+fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
+}
+
+/// First `name` on $PATH (or in the sbin dirs root's PATH may lack), else just `name`.
+fn which(name: &str) -> PathBuf {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut dirs =
+        path.split(':')
+            .chain(["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"]);
+    let found = dirs.find(|d| Path::new(d).join(name).is_file());
+    found
+        .map(|d| Path::new(d).join(name))
+        .unwrap_or_else(|| name.into())
+}
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args {
+        runtime: std::env::var_os("RUNTIME_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_dir().join("target/release/runtime")),
+        runc: which("runc"),
+        crun: which("crun"),
+        runs: 100,
+        rows: None,
+        aa: "runc".into(),
+        timeout: 30,
+        out: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--runtime" => a.runtime = value()?.into(),
+            "--runc" => a.runc = value()?.into(),
+            "--crun" => a.crun = value()?.into(),
+            "--runs" => a.runs = value()?.parse().context("--runs")?,
+            "--quick" => a.runs = 10,
+            "--rows" => a.rows = Some(value()?.split(',').map(String::from).collect()),
+            "--aa" => a.aa = value()?,
+            "--timeout" => a.timeout = value()?.parse().context("--timeout")?,
+            "--out" => a.out = Some(value()?.into()),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => bail!("unknown argument {flag}\n{USAGE}"),
+        }
+    }
+    if !["runc", "crun", "runtime"].contains(&a.aa.as_str()) {
+        bail!("--aa must be runc, crun or runtime");
+    }
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    Ok(a)
+}
+
+/// Measures one row: setup and one untimed warm-up per column, `runs` interleaved iterations
+/// (iteration i starts at column i mod n), teardown. A column is dropped from the row when its
+/// first 3 runs fail or a command times out.
+fn run_row(row: &mut dyn Row, cols: &[&Column], runs: usize) -> RowResult {
+    let mut cells: Vec<Cell> = cols
+        .iter()
+        .map(|c| Cell {
+            label: c.label.clone(),
+            note: c.version.clone().err(),
+            samples: vec![],
+            errors: vec![],
+        })
+        .collect();
+    let mut active: Vec<bool> = cols.iter().map(|c| c.available()).collect();
+    for (i, col) in cols.iter().enumerate() {
+        if !active[i] {
+            continue;
+        }
+        if let Err(e) = row.setup(col) {
+            cells[i].note = Some(format!("setup failed: {e:#}"));
+            active[i] = false;
+        } else if let Err(e) = row.measure(col) {
+            // The warm-up run is untimed; only a hang disqualifies the column here.
+            if column::is_timeout(&e) {
+                cells[i].note = Some(format!("warm-up: {e:#}"));
+                active[i] = false;
+            }
+        }
+    }
+    'runs: for iter in 0..runs {
+        for k in 0..cols.len() {
+            let i = (iter + k) % cols.len();
+            if isolate::interrupted() {
+                break 'runs;
+            }
+            if !active[i] {
+                continue;
+            }
+            match row.measure(cols[i]) {
+                Ok(s) => cells[i].samples.push(s),
+                Err(e) => {
+                    let cell = &mut cells[i];
+                    cell.errors.push(format!("{e:#}"));
+                    if column::is_timeout(&e) {
+                        cell.note = Some("gave up after a timeout".into());
+                        active[i] = false;
+                    } else if cell.samples.is_empty() && cell.errors.len() >= 3 {
+                        cell.note = Some("gave up after 3 failures".into());
+                        active[i] = false;
+                    }
+                }
+            }
+        }
+    }
+    for col in cols.iter().filter(|c| c.available()) {
+        row.teardown(col);
+    }
+    RowResult {
+        name: row.name().to_string(),
+        about: row.about().to_string(),
+        cells,
+    }
+}
+
+fn main() {
+    match real_main() {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("runtime-bench: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn real_main() -> Result<i32> {
+    let args = parse_args()?;
+    let unmounted = isolate::enter_private_mount_ns()?;
+    isolate::catch_interrupts();
+    *column::TIMEOUT.lock().unwrap() = Duration::from_secs(args.timeout);
+
+    let work = std::env::temp_dir().join(format!("runtime-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let result = bench(&args, &work, unmounted);
+    std::fs::remove_dir_all(&work).unwrap_or_else(|e| eprintln!("cleanup {}: {e}", work.display()));
+    result
+}
+
+fn bench(args: &Args, work: &Path, unmounted: bool) -> Result<i32> {
+    let bundles = bundle::Bundles::build(&work.join("bundle"))?;
+    let cols = columns(args, work)?;
+    let baseline = Column::baseline("unshare", &which("unshare"), work);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let kernel = kernel.trim();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "runtime-bench: {} runs per row, columns interleaved in rotating order",
+        args.runs
+    );
+    println!("  kernel {kernel}, {cpus} CPUs");
+    for c in &cols {
+        let v = c.version.clone().unwrap_or_else(|e| e);
+        println!("  {:<12} {}: {v}", c.label, c.bin.display());
+    }
+    if unmounted {
+        println!("  (cgroup2 /sys/fs/cgroup/unified unmounted in the bench's mount namespace)");
+    }
+
+    let mut rows = rows::all_rows(&bundles);
+    if let Some(only) = &args.rows {
+        rows.retain(|r| only.iter().any(|o| o == r.name()));
+    }
+    let all: Vec<&Column> = cols.iter().collect();
+    let mut results = Vec::new();
+    for row in rows.iter_mut() {
+        if isolate::interrupted() {
+            break;
+        }
+        let t0 = Instant::now();
+        let row_cols = if row.baseline() {
+            vec![&baseline]
+        } else {
+            all.clone()
+        };
+        results.push(run_row(row.as_mut(), &row_cols, args.runs));
+        eprintln!("  {:<22} {:>6.1} s", row.name(), t0.elapsed().as_secs_f64());
+    }
+    let meta = json!({
+        "kernel": kernel,
+        "cpus": cpus,
+        "runs": args.runs,
+        "interrupted": isolate::interrupted(),
+        "cgroup2_unified_unmounted": unmounted,
+        "columns": cols.iter().map(|c| json!({
+            "label": c.label, "bin": c.bin,
+            "version": c.version.as_ref().ok(), "error": c.version.as_ref().err(),
+        })).collect::<Vec<_>>(),
+    });
+    drop(cols); // deletes every container left (Column::drop)
+
+    println!();
+    for r in &results {
+        println!("  {:<22} {}", r.name, r.about);
+    }
+    if isolate::interrupted() {
+        println!("\ninterrupted: partial results");
+    }
+    println!("\n{}", report::table(&results, args.runs));
+    let errors = report::errors(&results);
+    if !errors.is_empty() {
+        println!("errors:\n{errors}");
+    }
+    let out = write_json(args.out.as_deref(), meta, &results)?;
+    println!("raw samples: {}", out.display());
+    Ok(if isolate::interrupted() { 130 } else { 0 })
+}
+
+/// runtime, runc, crun, then the A/A column: a second instance of `--aa` with its own root.
+fn columns(args: &Args, work: &Path) -> Result<Vec<Column>> {
+    let mut cols = vec![
+        Column::new("runtime", "rt", &args.runtime, work)?,
+        Column::new("runc", "runc", &args.runc, work)?,
+        Column::new("crun", "crun", &args.crun, work)?,
+    ];
+    let twin = cols
+        .iter()
+        .find(|c| c.label == args.aa)
+        .map(|c| c.bin.clone());
+    let label = format!("{} (A/A)", args.aa);
+    let key = format!("{}-aa", args.aa);
+    cols.push(Column::new(&label, &key, &twin.unwrap_or_default(), work)?);
+    Ok(cols)
+}
+
+/// Writes the raw samples to `out`, or to target/bench/bench-<unix time>.json and latest.json.
+fn write_json(
+    out: Option<&Path>,
+    mut meta: serde_json::Value,
+    rows: &[RowResult],
+) -> Result<PathBuf> {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    meta["unix_time"] = json!(now.as_secs());
+    let dir = workspace_dir().join("target/bench");
+    let path = out.map_or_else(
+        || dir.join(format!("bench-{}.json", now.as_secs())),
+        Path::to_path_buf,
+    );
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let text = serde_json::to_string_pretty(&report::to_json(meta, rows))?;
+    std::fs::write(&path, &text).with_context(|| format!("write {}", path.display()))?;
+    if out.is_none() {
+        std::fs::write(dir.join("latest.json"), &text)?;
+    }
+    Ok(path)
+}

@@ -1,0 +1,10 @@
+//! Checkpoint a running container with CRIU (issue #4: in progress).
+
+use anyhow::{bail, Result};
+
+pub fn run(_g: &crate::cli::Global, a: &crate::cli::CheckpointArgs) -> Result<i32> {
+    bail!(
+        "checkpoint of container \"{}\" is not available in this build yet",
+        a.id
+    )
+}

@@ -1,0 +1,290 @@
+//! Create and start, shared by `create`, `run` and `restore`: the parent side of making a
+//! container (state dir, cgroup, exec.fifo, the init's setup protocol, hooks, state.json)
+//! and the start handshake. Any failure before the state is complete undoes everything.
+
+use crate::cgroups::CgroupPaths;
+use crate::container::{start_time, Container, Status};
+use crate::error::Error;
+use crate::hooks::{self, Kind};
+use crate::namespaces::{self, Plan};
+use crate::process::init;
+use crate::process::spawn::{self, Forked};
+use crate::process::sync::{self, recv_msg, send_msg, Msg};
+use crate::spec::Bundle;
+use crate::state::{self, Entry, State, Store, CONFIG_FILE, EXEC_FIFO, STATE_VERSION};
+use crate::timefmt::rfc3339_nanos;
+use crate::tty;
+use anyhow::{anyhow, bail, Context, Result};
+use oci_spec::runtime::LinuxNamespaceType;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+#[derive(Debug, Default, Clone)]
+pub struct CreateOpts {
+    pub id: String,
+    pub bundle: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    pub systemd_cgroup: bool,
+    /// `run` in the foreground: the runtime stays the init's parent and may relay a tty.
+    pub foreground: bool,
+}
+
+/// A container that exists (state written) whose init waits for `start`.
+pub struct Created {
+    pub container: Container,
+    pub pidfd: OwnedFd,
+    /// The pty master when a foreground run relays the terminal itself.
+    pub pty: Option<OwnedFd>,
+}
+
+/// Undoes a half-made container when dropped without `disarm`.
+struct Undo {
+    entry: Option<Entry>,
+    cgroup: Option<CgroupPaths>,
+    child: Option<i32>,
+}
+
+impl Undo {
+    fn disarm(&mut self) -> Entry {
+        self.cgroup = None;
+        self.child = None;
+        self.entry.take().expect("entry present until disarmed")
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child {
+            // SAFETY: killing and reaping our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.destroy();
+        }
+        if let Some(e) = &self.entry {
+            let _ = e.remove();
+        }
+    }
+}
+
+pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
+    let dir = crate::spec::bundle_dir(o.bundle.as_deref())?;
+    let bundle = Bundle::load(&dir)?;
+    let spec = &bundle.spec;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| anyhow!("process is missing"))?;
+    let terminal = process.terminal().unwrap_or(false);
+    if terminal && o.console_socket.is_none() && !o.foreground {
+        bail!("cannot allocate a tty when detached without --console-socket");
+    }
+    if !terminal && o.console_socket.is_some() {
+        bail!("--console-socket given but process.terminal is false in config.json");
+    }
+    let ns = Plan::from_spec(spec)?;
+    if !ns.creates(LinuxNamespaceType::Mount) && !ns.joins(LinuxNamespaceType::Mount) {
+        bail!("config.json: a mount namespace is required");
+    }
+    let entry = store.create(&o.id)?;
+    let mut undo = Undo {
+        entry: Some(entry),
+        cgroup: None,
+        child: None,
+    };
+    let entry = undo.entry.as_ref().expect("just set");
+    state::write_atomic(&entry.path(CONFIG_FILE), &serde_json::to_vec(spec)?)?;
+
+    let linux = spec.linux().as_ref();
+    let cg_path = linux
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned());
+    let cgroup = CgroupPaths::resolve(cg_path.as_deref(), &o.id, o.systemd_cgroup)?;
+    cgroup.create()?;
+    undo.cgroup = Some(cgroup.clone());
+    if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
+        cgroup.apply(r)?;
+    }
+
+    let fifo_path = entry.path(EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .with_context(|| format!("cannot create {}", fifo_path.display()))?;
+    let fifo: OwnedFd = nix::fcntl::open(
+        &fifo_path,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(|| format!("cannot open {}", fifo_path.display()))?;
+
+    // The pty master goes to the console socket, or back to us for a foreground run.
+    let (console, pty_rx) = match (&o.console_socket, terminal) {
+        (Some(p), _) => (Some(tty::connect(p)?), None),
+        (None, true) => {
+            let (a, b) = nix::sys::socket::socketpair(
+                nix::sys::socket::AddressFamily::Unix,
+                nix::sys::socket::SockType::Stream,
+                None,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            )?;
+            (Some(b), Some(a))
+        }
+        (None, false) => (None, None),
+    };
+
+    let userns = ns.creates(LinuxNamespaceType::User);
+    let (parent_sync, child_sync) = sync::pair()?;
+    if o.foreground {
+        spawn::block_signals()?;
+    }
+    let (pid, pidfd) = match spawn::clone3(ns.create.bits() as u64)? {
+        Forked::Child => {
+            drop(parent_sync);
+            drop(pty_rx);
+            // The init waits for `start` for a long time: it must not keep the lock.
+            // SAFETY: closing our copy of the lock fd; `undo` is forgotten, never used.
+            unsafe { libc::close(entry.lock_fd()) };
+            std::mem::forget(undo);
+            init::run(init::Args {
+                id: &o.id,
+                bundle: &bundle,
+                cgroup: &cgroup,
+                join_cgroup: !userns,
+                ns: &ns,
+                sync: child_sync,
+                fifo: Some(fifo),
+                console,
+                no_pivot: o.no_pivot,
+                no_new_keyring: o.no_new_keyring,
+                preserve_fds: o.preserve_fds,
+            })
+        }
+        Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    undo.child = Some(pid);
+    drop(child_sync);
+    drop(console);
+    let fail = |step: &str, e: anyhow::Error| e.context(format!("container \"{}\": {step}", o.id));
+    if userns {
+        namespaces::write_id_maps(pid, spec).map_err(|e| fail("user namespace", e))?;
+        cgroup.add_pid(pid)?;
+    }
+    send_msg(parent_sync.as_raw_fd(), &Msg::Go(pid))?;
+    let mut pty = None;
+    loop {
+        match recv_msg(&parent_sync)? {
+            Some(Msg::RunHooks) => {
+                let st = hooks::state_json(spec, &o.id, "creating", pid, &bundle.dir);
+                hooks::run(spec, Kind::Prestart, &st)?;
+                hooks::run(spec, Kind::CreateRuntime, &st)?;
+                send_msg(parent_sync.as_raw_fd(), &Msg::HooksDone)?;
+            }
+            Some(Msg::Ready) => break,
+            Some(Msg::Error(e)) => return Err(anyhow!("{e}")),
+            Some(m) => bail!("unexpected message from the container init: {m:?}"),
+            None => bail!("the container init exited during setup"),
+        }
+    }
+    if let Some(rx) = &pty_rx {
+        pty = Some(tty::recv_fd(rx.as_raw_fd())?);
+    }
+    let state = State {
+        version: STATE_VERSION,
+        id: o.id.clone(),
+        pid,
+        start_time: start_time(pid)
+            .ok_or_else(|| anyhow!("the container init died during setup"))?,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: rfc3339_nanos(SystemTime::now()),
+        owner: String::new(),
+        annotations: spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        cgroup: cgroup.clone(),
+        systemd_cgroup: o.systemd_cgroup,
+        stdio: (0..3)
+            .map(|fd| {
+                std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .collect(),
+        restored: false,
+    };
+    entry.save(&state)?;
+    send_msg(parent_sync.as_raw_fd(), &Msg::Proceed)?;
+    if let Some(p) = &o.pid_file {
+        write_pid_file(p, pid)?;
+    }
+    let entry = undo.disarm();
+    Ok(Created {
+        container: Container { entry, state },
+        pidfd,
+        pty,
+    })
+}
+
+/// The pid file engines read: decimal, no newline, written atomically.
+pub fn write_pid_file(path: &std::path::Path, pid: i32) -> Result<()> {
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    };
+    state::write_atomic(&path, pid.to_string().as_bytes())
+}
+
+/// `start`: lets the init of a created container run its program.
+pub fn start(c: &Container) -> Result<()> {
+    match c.status() {
+        Status::Created => {}
+        Status::Stopped => bail!(
+            "cannot start container \"{}\": the init process exited (container stopped)",
+            c.id()
+        ),
+        s => {
+            return Err(Error::WrongState {
+                id: c.id().to_string(),
+                what: "start",
+                status: s.to_string(),
+            }
+            .into())
+        }
+    }
+    let path = c.entry.path(EXEC_FIFO);
+    // Non-blocking write open: ENXIO means no reader, i.e. the init is gone.
+    let fifo = nix::fcntl::open(
+        &path,
+        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| {
+        anyhow!(
+            "cannot start container \"{}\": the init is not waiting ({e})",
+            c.id()
+        )
+    })?;
+    std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+    nix::unistd::write(&fifo, b"0")
+        .with_context(|| format!("cannot start container \"{}\"", c.id()))?;
+    drop(fifo);
+    let spec = c.spec()?;
+    if hooks::has(&spec, Kind::Poststart) {
+        let st = hooks::state_json(&spec, c.id(), "running", c.state.pid, &c.state.bundle);
+        if let Err(e) = hooks::run(&spec, Kind::Poststart, &st) {
+            crate::warn!("container \"{}\": {e:#}", c.id());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! Linux namespaces from config.json: which to create (clone flags), which to join by
+//! path (opened early, joined with setns), and the user namespace id maps.
+
+use anyhow::{bail, Context, Result};
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+pub fn flag(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    }
+}
+
+/// Name used under /proc/<pid>/ns/.
+pub fn proc_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// A namespace to join: its type and an open fd.
+pub struct Join {
+    pub typ: LinuxNamespaceType,
+    pub fd: OwnedFd,
+    pub path: PathBuf,
+}
+
+/// The namespace plan of a container.
+pub struct Plan {
+    /// CLONE_NEW* flags of the namespaces to create.
+    pub create: CloneFlags,
+    /// Namespaces to join, user first (it grants the rights to join the others).
+    pub join: Vec<Join>,
+}
+
+impl Plan {
+    pub fn from_spec(spec: &Spec) -> Result<Plan> {
+        let mut create = CloneFlags::empty();
+        let mut join = Vec::new();
+        let nss = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().clone())
+            .unwrap_or_default();
+        for ns in &nss {
+            match ns.path() {
+                None => create |= flag(ns.typ()),
+                Some(p) => {
+                    let f = File::open(p).with_context(|| {
+                        format!("cannot open {} namespace {}", ns.typ(), p.display())
+                    })?;
+                    join.push(Join {
+                        typ: ns.typ(),
+                        fd: f.into(),
+                        path: p.clone(),
+                    });
+                }
+            }
+        }
+        join.sort_by_key(|j| j.typ != LinuxNamespaceType::User);
+        if join.iter().any(|j| j.typ == LinuxNamespaceType::User)
+            && create.contains(CloneFlags::CLONE_NEWPID)
+        {
+            bail!("joining a user namespace by path together with a new pid namespace is not supported");
+        }
+        Ok(Plan { create, join })
+    }
+
+    pub fn creates(&self, t: LinuxNamespaceType) -> bool {
+        self.create.contains(flag(t))
+    }
+
+    pub fn joins(&self, t: LinuxNamespaceType) -> bool {
+        self.join.iter().any(|j| j.typ == t)
+    }
+}
+
+fn map_text(maps: &[LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+/// Writes /proc/<pid>/{uid,gid}_map for a child that created a user namespace.
+pub fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let uid = linux
+        .and_then(|l| l.uid_mappings().clone())
+        .unwrap_or_default();
+    let gid = linux
+        .and_then(|l| l.gid_mappings().clone())
+        .unwrap_or_default();
+    for (file, maps) in [("uid_map", &uid), ("gid_map", &gid)] {
+        let p = format!("/proc/{pid}/{file}");
+        std::fs::write(&p, map_text(maps)).with_context(|| format!("cannot write {p}"))?;
+    }
+    Ok(())
+}
+
+/// Host uid/gid that container id `id` maps to (identity without a user namespace).
+pub fn host_id(maps: Option<&Vec<LinuxIdMapping>>, id: u32) -> Option<u32> {
+    let Some(maps) = maps.filter(|m| !m.is_empty()) else {
+        return Some(id);
+    };
+    maps.iter().find_map(|m| {
+        (id >= m.container_id() && id - m.container_id() < m.size())
+            .then(|| m.host_id() + (id - m.container_id()))
+    })
+}
