@@ -6,6 +6,7 @@ pub mod cgroups;
 pub mod checkpoint;
 pub mod cli;
 pub mod container;
+pub mod criu;
 pub mod devices;
 pub mod error;
 pub mod exe_seal;

@@ -160,15 +160,16 @@ fn setup(a: Args) -> Result<std::convert::Infallible> {
             .context("cannot set oom_score_adj")?;
     }
     finalize::set_rlimits(process)?;
+    // From here on the container outlives the runtime (which exits right after Proceed);
+    // if the runtime dies before Proceed, the channel's EOF makes us exit instead.
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
     send_msg(a.sync.as_raw_fd(), &Msg::Ready)?;
     expect(
         &a.sync,
         &Msg::Proceed,
         "waiting for the runtime to record the container",
     )?;
-    // From here on the container outlives the runtime.
-    // SAFETY: prctl with constant arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
     if let Some(fifo) = &a.fifo {
         wait_for_start(fifo)?;
     }
