@@ -246,6 +246,11 @@ impl CgroupPaths {
         if let Some(rules) = resources.devices().clone().filter(|r| !r.is_empty()) {
             let mut rules = rules;
             rules.extend(default_device_rules());
+            // cgroups-rs writes a missing major/minor as 0; the kernel's wildcard is -1 ("*").
+            for r in &mut rules {
+                r.set_major(Some(r.major().unwrap_or(-1)));
+                r.set_minor(Some(r.minor().unwrap_or(-1)));
+            }
             resources.set_devices(Some(rules));
         }
         let resources = &resources;

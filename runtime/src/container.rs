@@ -73,11 +73,11 @@ impl Container {
         if !self.alive() {
             return Status::Stopped;
         }
-        if self.entry.path(EXEC_FIFO).exists() {
-            return Status::Created;
-        }
         if self.state.cgroup.is_frozen() {
             return Status::Paused;
+        }
+        if self.entry.path(EXEC_FIFO).exists() {
+            return Status::Created;
         }
         Status::Running
     }

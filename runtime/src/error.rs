@@ -6,7 +6,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum Error {
     /// Engines match on the words "does not exist" (containerd's shim, podman).
-    #[error("container \"{0}\" does not exist")]
+    #[error("container does not exist: no container \"{0}\" here")]
     NotFound(String),
     #[error("container with id \"{0}\" already exists")]
     Exists(String),

@@ -90,7 +90,8 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
     if !terminal && o.console_socket.is_some() {
         bail!("--console-socket given but process.terminal is false in config.json");
     }
-    let ns = Plan::from_spec(spec)?;
+    let mut ns = Plan::from_spec(spec)?;
+    let for_children = ns.take_for_children();
     if !ns.creates(LinuxNamespaceType::Mount) && !ns.joins(LinuxNamespaceType::Mount) {
         bail!("config.json: a mount namespace is required");
     }
@@ -144,6 +145,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
     if o.foreground {
         spawn::block_signals()?;
     }
+    let restore_ns = namespaces::enter_for_children(&for_children)?;
     let (pid, pidfd) = match spawn::clone3(ns.create.bits() as u64)? {
         Forked::Child => {
             drop(parent_sync);
@@ -169,6 +171,9 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     undo.child = Some(pid);
+    if let Some(back) = restore_ns {
+        back()?;
+    }
     drop(child_sync);
     drop(console);
     let fail = |step: &str, e: anyhow::Error| e.context(format!("container \"{}\": {step}", o.id));
@@ -281,10 +286,24 @@ pub fn start(c: &Container) -> Result<()> {
     drop(fifo);
     let spec = c.spec()?;
     if hooks::has(&spec, Kind::Poststart) {
+        wait_for_exec(c.state.pid);
         let st = hooks::state_json(&spec, c.id(), "running", c.state.pid, &c.state.bundle);
         if let Err(e) = hooks::run(&spec, Kind::Poststart, &st) {
             crate::warn!("container \"{}\": {e:#}", c.id());
         }
     }
     Ok(())
+}
+
+/// Poststart hooks run once the program runs: wait (bounded) until the init is no longer
+/// the runtime's sealed copy (see exe_seal), i.e. it has exec'd, or is gone.
+fn wait_for_exec(pid: i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        match std::fs::read_link(format!("/proc/{pid}/exe")) {
+            Ok(p) if p.to_string_lossy().starts_with("/memfd:runtime") => {}
+            _ => return,
+        }
+        std::thread::sleep(std::time::Duration::from_micros(500));
+    }
 }

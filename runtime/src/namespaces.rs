@@ -83,6 +83,16 @@ impl Plan {
         Ok(Plan { create, join })
     }
 
+    /// Namespaces that apply to children only (pid, time): the runtime joins them itself
+    /// just around the clone. Removed from `join`.
+    pub fn take_for_children(&mut self) -> Vec<Join> {
+        let (kids, rest) = std::mem::take(&mut self.join)
+            .into_iter()
+            .partition(|j| matches!(j.typ, LinuxNamespaceType::Pid | LinuxNamespaceType::Time));
+        self.join = rest;
+        kids
+    }
+
     pub fn creates(&self, t: LinuxNamespaceType) -> bool {
         self.create.contains(flag(t))
     }
@@ -123,4 +133,56 @@ pub fn host_id(maps: Option<&Vec<LinuxIdMapping>>, id: u32) -> Option<u32> {
         (id >= m.container_id() && id - m.container_id() < m.size())
             .then(|| m.host_id() + (id - m.container_id()))
     })
+}
+
+/// Brings `lo` up in a new network namespace (runc does; nothing else would).
+pub fn loopback_up() -> Result<()> {
+    // SAFETY: an ioctl pair on a socket we own, with a zeroed, NUL-terminated ifreq.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            bail!("cannot bring lo up: {}", std::io::Error::last_os_error());
+        }
+        let sock = <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd);
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        use std::os::fd::AsRawFd;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) != 0 {
+            bail!(
+                "cannot read lo's flags: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) != 0 {
+            bail!("cannot bring lo up: {}", std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Joins pid/time namespaces for our next child; returns how to go back to ours (so hooks
+/// the runtime runs later stay in the runtime's namespaces).
+#[allow(clippy::type_complexity)]
+pub fn enter_for_children(joins: &[Join]) -> Result<Option<Box<dyn FnOnce() -> Result<()>>>> {
+    if joins.is_empty() {
+        return Ok(None);
+    }
+    let mut back = Vec::new();
+    for j in joins {
+        let own = File::open(format!("/proc/self/ns/{}", proc_name(j.typ)))
+            .with_context(|| format!("cannot open our own {} namespace", j.typ))?;
+        nix::sched::setns(&j.fd, flag(j.typ))
+            .with_context(|| format!("cannot join {} namespace {}", j.typ, j.path.display()))?;
+        back.push((j.typ, own));
+    }
+    Ok(Some(Box::new(move || {
+        for (t, own) in back {
+            nix::sched::setns(&own, flag(t))
+                .with_context(|| format!("cannot return to our {t} namespace"))?;
+        }
+        Ok(())
+    })))
 }

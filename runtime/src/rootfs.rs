@@ -215,24 +215,27 @@ pub fn finish(spec: &Spec) -> Result<()> {
         sys::mount_setattr(root.fd(), rec, 0, 0, libc::MS_SHARED)
             .context("cannot make the root shared")?;
     }
-    if let Some(sysctl) = linux
-        .and_then(|l| l.sysctl().as_ref())
-        .filter(|s| !s.is_empty())
-    {
-        write_sysctls(sysctl)?;
-    }
     Ok(())
 }
 
-fn write_sysctls(sysctl: &std::collections::HashMap<String, String>) -> Result<()> {
-    let dir = nix::fcntl::open(
-        "/proc/sys",
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .context("sysctl: cannot open /proc/sys (is /proc mounted?)")?;
+/// linux.sysctl, written into the container's own /proc/sys (under the root, before
+/// readonlyPaths make it read-only), refusing anything that is not procfs.
+pub fn write_sysctls(spec: &Spec, root: &Root) -> Result<()> {
+    let Some(sysctl) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().as_ref())
+        .filter(|s| !s.is_empty())
+    else {
+        return Ok(());
+    };
+    let dir = root
+        .open_at(Path::new("/proc/sys"), libc::O_PATH | libc::O_DIRECTORY)
+        .map_err(|e| {
+            anyhow!("sysctl: cannot open the container's /proc/sys (is /proc mounted?): {e}")
+        })?;
     if safepath::fs_magic(dir.as_fd())? != safepath::PROC_SUPER_MAGIC {
-        bail!("sysctl: /proc/sys is not procfs");
+        bail!("sysctl: the container's /proc/sys is not procfs");
     }
     let resolve = sys::RESOLVE_BENEATH | sys::RESOLVE_NO_SYMLINKS | sys::RESOLVE_NO_XDEV;
     for (k, v) in sysctl {

@@ -114,6 +114,35 @@ fn validate(spec: &Spec) -> Result<()> {
         if k.contains("..") || k.starts_with('/') {
             bail!("invalid sysctl name {k:?}");
         }
+        check_sysctl(k, &seen)?;
+    }
+    Ok(())
+}
+
+/// A sysctl may only be set when it belongs to a namespace the container has its own
+/// copy of (as runc checks): anything else would change the host.
+fn check_sysctl(k: &str, nss: &HashSet<LinuxNamespaceType>) -> Result<()> {
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let (needs, name) = if IPC.contains(&k) || k.starts_with("fs.mqueue.") {
+        (LinuxNamespaceType::Ipc, "ipc")
+    } else if k.starts_with("net.") {
+        (LinuxNamespaceType::Network, "network")
+    } else if k == "kernel.hostname" || k == "kernel.domainname" {
+        (LinuxNamespaceType::Uts, "uts")
+    } else {
+        bail!("sysctl {k:?} is not in a separate kernel namespace: refused (it would change the host)");
+    };
+    if !nss.contains(&needs) {
+        bail!("sysctl {k:?} needs a {name} namespace of the container's own");
     }
     Ok(())
 }

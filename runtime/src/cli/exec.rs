@@ -132,7 +132,18 @@ fn build(a: &Args, base: Option<Process>) -> Result<Process> {
     Ok(p)
 }
 
+/// runc exits 255 whenever exec cannot start the process, whatever the reason.
 pub fn run(g: &Global, a: Args) -> Result<i32> {
+    match run_inner(g, a) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            crate::logging::error(&format!("exec failed: {e:#}"));
+            Ok(255)
+        }
+    }
+}
+
+fn run_inner(g: &Global, a: Args) -> Result<i32> {
     let c = Container::load(&g.store, &a.id)?;
     let spec = c.spec()?;
     let process = build(&a, spec.process().clone())?;

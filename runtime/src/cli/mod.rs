@@ -61,7 +61,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub criu: Option<PathBuf>,
     /// Accepted for runc compatibility (rootless mode is decided from the config)
-    #[arg(long, global = true, value_name = "true|false|auto", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, value_name = "true|false|auto", num_args = 0..=1, default_missing_value = "true")]
     pub rootless: Option<String>,
     /// Print the version
     #[arg(short = 'v', long = "version", action = ArgAction::Version)]

@@ -13,9 +13,16 @@ pub struct Args {
 pub fn pause(g: &Global, a: Args) -> anyhow::Result<i32> {
     let c = Container::load(&g.store, &a.id)?;
     match c.status() {
-        Status::Running => {}
-        Status::Paused => return Ok(0),
-        Status::Stopped | Status::Created => {
+        Status::Running | Status::Created => {}
+        Status::Paused => {
+            return Err(Error::WrongState {
+                id: a.id,
+                what: "pause",
+                status: "already paused".into(),
+            }
+            .into())
+        }
+        Status::Stopped => {
             return Err(Error::NotRunning {
                 id: a.id,
                 what: "pause",

@@ -26,8 +26,8 @@ pub struct Args {
     /// Kernel memory limit (ignored, as by runc: kernels dropped it)
     #[arg(long, allow_hyphen_values = true)]
     pub kernel_memory: Option<String>,
-    /// CPU shares (relative weight)
-    #[arg(long)]
+    /// CPU shares (relative weight); runc spells it --cpu-share
+    #[arg(long = "cpu-share", alias = "cpu-shares")]
     pub cpu_shares: Option<u64>,
     /// CFS period in microseconds
     #[arg(long)]

@@ -185,5 +185,6 @@ fn child(
     finalize::set_rlimits(p)?;
     spawn::unblock_signals();
     finalize::drop_privileges(spec, p)?;
-    finalize::exec(p, &program, o.preserve_fds)
+    let home = finalize::home_of(p.user().uid());
+    finalize::exec(p, &program, o.preserve_fds, &home)
 }

@@ -195,11 +195,45 @@ pub fn io_text(e: &std::io::Error) -> String {
 }
 
 /// Closes every runtime fd (>= 3 + preserved) on exec, then execs the program.
-pub fn exec(p: &Process, program: &Path, preserve_fds: u32) -> Result<std::convert::Infallible> {
+/// The home directory of `uid` in the container's /etc/passwd ("/" if none): runc sets
+/// HOME from it when the config does not.
+pub fn home_of(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
+            })
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".to_string())
+}
+
+fn with_home(p: &Process, home: &str) -> Vec<String> {
+    let mut env = p.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={home}"));
+    }
+    env
+}
+
+/// Execs the program; `home` is the user's home directory (read before privileges were
+/// dropped, see `home_of`).
+pub fn exec(
+    p: &Process,
+    program: &Path,
+    preserve_fds: u32,
+    home: &str,
+) -> Result<std::convert::Infallible> {
     crate::sys::cloexec_from(3 + preserve_fds).context("close_range")?;
     for fd in 3..3 + preserve_fds as i32 {
         // SAFETY: clearing FD_CLOEXEC on fds the caller asked to pass through.
         unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    }
+    if let Some(mask) = p.user().umask() {
+        // SAFETY: umask cannot fail.
+        unsafe { libc::umask(mask as libc::mode_t) };
     }
     let prog = CString::new(program.as_os_str().as_encoded_bytes())?;
     let args: Vec<CString> = p
@@ -209,10 +243,7 @@ pub fn exec(p: &Process, program: &Path, preserve_fds: u32) -> Result<std::conve
         .into_iter()
         .map(CString::new)
         .collect::<Result<_, _>>()?;
-    let env: Vec<CString> = p
-        .env()
-        .clone()
-        .unwrap_or_default()
+    let env: Vec<CString> = with_home(p, home)
         .into_iter()
         .map(CString::new)
         .collect::<Result<_, _>>()?;

@@ -43,6 +43,10 @@ pub fn run(a: Args) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
+    if err.is::<RuntimeGone>() {
+        // SAFETY: leaving the child without running the parent's destructors.
+        unsafe { libc::_exit(1) }
+    }
     let msg = format!("{err:#}");
     if send_msg(sync, &Msg::Error(msg.clone())).is_err() {
         // The parent is gone (after `create` returned): stderr is all we have.
@@ -52,13 +56,25 @@ pub fn run(a: Args) -> ! {
     unsafe { libc::_exit(if msg.contains("exec:") { 127 } else { 1 }) }
 }
 
+/// The runtime exited during setup: it reports the failure itself, we leave quietly.
+#[derive(Debug)]
+struct RuntimeGone;
+
+impl std::fmt::Display for RuntimeGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("the runtime went away during setup")
+    }
+}
+
+impl std::error::Error for RuntimeGone {}
+
 fn expect(sync: &OwnedFd, want: &Msg, step: &str) -> Result<Msg> {
     match recv_msg(sync)? {
         Some(Msg::Go(pid)) if matches!(want, Msg::Go(_)) => Ok(Msg::Go(pid)),
         Some(m) if &m == want => Ok(m),
         Some(Msg::Error(e)) => bail!("{e}"),
         Some(m) => bail!("{step}: unexpected message {m:?}"),
-        None => bail!("{step}: the runtime went away"),
+        None => Err(RuntimeGone.into()),
     }
 }
 
@@ -93,6 +109,9 @@ fn setup(a: Args) -> Result<std::convert::Infallible> {
         join_session_keyring(a.id);
     }
     nix::unistd::setsid().context("setsid")?;
+    if a.ns.creates(LinuxNamespaceType::Network) {
+        crate::namespaces::loopback_up()?;
+    }
     if let Some(h) = spec.hostname().as_ref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).context("sethostname")?;
     }
@@ -133,6 +152,7 @@ fn setup(a: Args) -> Result<std::convert::Infallible> {
         }
         pty_slave = Some(slave);
     }
+    rootfs::write_sysctls(spec, &root)?;
     rootfs::mask_paths(spec, &root)?;
     rootfs::readonly_paths(spec, &root)?;
     if hooks::has(spec, Kind::Prestart) || hooks::has(spec, Kind::CreateRuntime) {
@@ -160,6 +180,7 @@ fn setup(a: Args) -> Result<std::convert::Infallible> {
             .context("cannot set oom_score_adj")?;
     }
     finalize::set_rlimits(process)?;
+    let home = finalize::home_of(process.user().uid());
     // From here on the container outlives the runtime (which exits right after Proceed);
     // if the runtime dies before Proceed, the channel's EOF makes us exit instead.
     // SAFETY: prctl with constant arguments.
@@ -182,7 +203,7 @@ fn setup(a: Args) -> Result<std::convert::Infallible> {
     finalize::drop_privileges(spec, process)?;
     drop(a.fifo);
     drop(a.console);
-    finalize::exec(process, &program, a.preserve_fds)
+    finalize::exec(process, &program, a.preserve_fds, &home)
 }
 
 /// Blocks until `start` writes its byte into exec.fifo (POLLIN), then reads it.
