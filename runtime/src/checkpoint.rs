@@ -1,10 +1,475 @@
-//! Checkpoint a running container with CRIU (issue #4: in progress).
+//! `checkpoint`: freeze the container's cgroup (fast poll), archive its tmpfs mounts, let
+//! CRIU dump the frozen tree into a temporary directory beside the target, write the
+//! manifest, rename the directory into place, then stop the container (unless
+//! --leave-running). Any failure leaves the container running and thawed and no
+//! checkpoint under the target name.
 
-use anyhow::{bail, Result};
+use crate::archive;
+use crate::cli::{CheckpointArgs, Global};
+use crate::container::{Container, Status};
+use crate::criu::rpc::{CriuPageServerInfo, ExtMountMap};
+use crate::criu::{self, CriuOpts, CriuReq, CriuReqType, Swrk, SwrkOptions};
+use crate::criu_plan::{self, External, Source};
+use crate::manifest::{self, Manifest, TmpfsArchive};
+use crate::namespaces;
+use crate::safepath::{self, relative};
+use crate::sys::{openat2, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS};
+use anyhow::{anyhow, bail, Context, Result};
+use oci_spec::runtime::LinuxNamespaceType;
+use std::fs::{self, File};
+use std::io::BufWriter;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
-pub fn run(_g: &crate::cli::Global, a: &crate::cli::CheckpointArgs) -> Result<i32> {
-    bail!(
-        "checkpoint of container \"{}\" is not available in this build yet",
-        a.id
-    )
+/// Timings and sizes reported at the end.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Summary {
+    pub id: String,
+    pub image_path: PathBuf,
+    pub leave_running: bool,
+    pub pre_dump: bool,
+    /// Time to freeze the cgroup (ours, before CRIU).
+    pub freeze_ms: f64,
+    /// From the start of our freeze to the end of CRIU's dump: the container's downtime
+    /// for a checkpoint that leaves it running; CRIU's own frozen time is `criu_frozen_ms`.
+    pub frozen_ms: f64,
+    pub criu_frozen_ms: f64,
+    pub dump_ms: f64,
+    pub total_ms: f64,
+    pub pages_written: u64,
+    pub image_bytes: u64,
+    pub tmpfs_bytes: u64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    Ok(if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(p)
+    })
+}
+
+/// Removes the temporary image dir and thaws the container if the checkpoint fails.
+struct Rollback {
+    tmp: Option<PathBuf>,
+    thaw: Option<crate::cgroups::CgroupPaths>,
+}
+
+impl Drop for Rollback {
+    fn drop(&mut self) {
+        if let Some(cg) = &self.thaw {
+            let _ = cg.thaw();
+        }
+        if let Some(t) = &self.tmp {
+            let _ = fs::remove_dir_all(t);
+        }
+    }
+}
+
+pub fn run(g: &Global, a: &CheckpointArgs) -> Result<i32> {
+    let summary = checkpoint(g, a)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        let what = if summary.pre_dump {
+            "Pre-dumped"
+        } else {
+            "Checkpointed"
+        };
+        println!(
+            "{what} container \"{}\" into {}: {:.1} MiB ({} pages), frozen {:.1} ms, dump {:.1} ms, total {:.1} ms{}",
+            summary.id,
+            summary.image_path.display(),
+            summary.image_bytes as f64 / (1 << 20) as f64,
+            summary.pages_written,
+            summary.frozen_ms,
+            summary.dump_ms,
+            summary.total_ms,
+            if summary.leave_running || summary.pre_dump { "; still running" } else { "; stopped" }
+        );
+    }
+    Ok(0)
+}
+
+fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
+    let start = Instant::now();
+    let c = Container::load(&g.store, &a.id)?;
+    let status = c.status();
+    if !matches!(status, Status::Running | Status::Paused) {
+        bail!("cannot checkpoint container \"{}\": it is {status} (only running or paused containers can be)", a.id);
+    }
+    let spec = c.spec()?;
+    let criu_bin = criu_plan::criu_path(g.criu.as_deref());
+    if a.pre_dump || a.parent_path.is_some() {
+        let f = criu::check_features(&criu_bin, true, false)?;
+        if f.mem_track != Some(true) {
+            bail!("--pre-dump and --parent-path need memory change tracking, which this kernel lacks (CONFIG_MEM_SOFT_DIRTY is not set): use a plain checkpoint");
+        }
+    }
+    if a.lazy_pages {
+        criu::require_features(&criu_bin, false, true)?;
+    }
+    let cg_mode = criu_plan::cg_mode(a.manage_cgroups_mode.as_deref())?;
+    let empty_ns = criu_plan::empty_ns(&a.empty_ns)?;
+
+    let image = absolute(
+        &a.image_path
+            .clone()
+            .unwrap_or_else(|| c.state.bundle.join("checkpoint")),
+    )?;
+    let name = image
+        .file_name()
+        .ok_or_else(|| anyhow!("invalid --image-path {}", image.display()))?
+        .to_string_lossy()
+        .into_owned();
+    let parent = image.parent().unwrap_or(Path::new("/")).to_path_buf();
+    fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    let mut rollback = Rollback {
+        tmp: Some(tmp.clone()),
+        thaw: None,
+    };
+    let work = match &a.work_path {
+        Some(w) => {
+            let w = absolute(w)?;
+            fs::create_dir_all(&w).with_context(|| format!("cannot create {}", w.display()))?;
+            w
+        }
+        None => {
+            // In the container's state dir: kept with the container if the dump fails.
+            let w = c.entry.path("criu-work");
+            let _ = fs::remove_dir_all(&w);
+            fs::create_dir_all(&w)?;
+            w
+        }
+    };
+
+    let cg = &c.cgroup().clone();
+    let freeze_start = Instant::now();
+    let freeze_ms = if status == Status::Running {
+        rollback.thaw = Some(cg.clone());
+        ms(cg.freeze()?)
+    } else {
+        0.0
+    };
+
+    let pid = c.state.pid;
+    crate::debug!("checkpoint {}: frozen in {freeze_ms:.2} ms", a.id);
+    let tmpfs = archive_tmpfs(&spec, pid, &tmp)?;
+    crate::debug!(
+        "checkpoint {}: tmpfs archived at {:.2} ms",
+        a.id,
+        ms(start.elapsed())
+    );
+    let tmpfs_bytes = tmpfs.iter().map(|(_, b)| b).sum();
+    let masked = criu_plan::masked_files(&spec, pid);
+    let externals = criu_plan::external_mounts(&spec, &c.state.bundle, cg, &masked)?;
+
+    let tmp_fd = File::open(&tmp)?;
+    let work_fd = File::open(&work)?;
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    let mut opts = CriuOpts {
+        images_dir_fd: tmp_fd.as_raw_fd(),
+        work_dir_fd: Some(work_fd.as_raw_fd()),
+        log_file: Some("dump.log".into()),
+        log_level: Some(4),
+        root: Some(c.state.rootfs.to_string_lossy().into_owned()),
+        pid: Some(pid),
+        leave_running: Some(a.leave_running || a.pre_dump),
+        manage_cgroups: Some(true),
+        manage_cgroups_mode: cg_mode.map(|m| m as i32),
+        notify_scripts: Some(true),
+        orphan_pts_master: terminal.then_some(true),
+        freeze_cgroup: cg.freezer_dir().map(|d| d.to_string_lossy().into_owned()),
+        shell_job: Some(a.shell_job),
+        ext_unix_sk: Some(a.ext_unix_sk),
+        tcp_established: Some(a.tcp_established),
+        file_locks: Some(a.file_locks),
+        auto_dedup: Some(a.auto_dedup),
+        empty_ns,
+        lazy_pages: a.lazy_pages.then_some(true),
+        status_fd: a.status_fd,
+        track_mem: a.pre_dump.then_some(true),
+        parent_img: a
+            .parent_path
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
+        config_file: criu_plan::config_file(&spec),
+        ..Default::default()
+    };
+    if let Some(ps) = &a.page_server {
+        let (addr, port) = ps
+            .rsplit_once(':')
+            .ok_or_else(|| anyhow!("--page-server wants ADDRESS:PORT, got {ps:?}"))?;
+        opts.ps = Some(CriuPageServerInfo {
+            address: Some(addr.to_string()),
+            port: Some(
+                port.parse()
+                    .with_context(|| format!("invalid port in --page-server {ps:?}"))?,
+            ),
+            ..Default::default()
+        });
+    }
+    if !a.pre_dump {
+        for e in &externals {
+            let k = e.key.to_string_lossy().into_owned();
+            opts.ext_mnt.push(ExtMountMap {
+                key: k.clone(),
+                val: k,
+            });
+        }
+    }
+    let mut ext_ns = std::collections::BTreeMap::new();
+    for ns in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default()
+    {
+        if let (Some(_), Some(key)) = (ns.path(), criu_plan::external_ns_key(ns.typ())) {
+            let ino = fs::metadata(format!(
+                "/proc/{pid}/ns/{}",
+                namespaces::proc_name(ns.typ())
+            ))?
+            .ino();
+            let name = if ns.typ() == LinuxNamespaceType::Network {
+                "net"
+            } else {
+                "pid"
+            };
+            if !a.pre_dump {
+                opts.external.push(format!("{name}[{ino}]:{key}"));
+            }
+            ext_ns.insert(name.to_string(), key.to_string());
+        }
+    }
+
+    let mut so = SwrkOptions::new(&criu_bin);
+    so.stdin = Some(Stdio::null());
+    so.stdout = Some(Stdio::null());
+    so.stderr = Some(Stdio::null());
+    so.log_path = Some(work.join("dump.log"));
+    let mut extra = Vec::new();
+    if let Some(fd) = a.status_fd {
+        // CRIU writes to the status fd itself: hand it over under the same number.
+        let dup = nix::unistd::dup(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
+            .with_context(|| format!("--status-fd {fd} is not an open fd"))?;
+        extra.push((fd, dup));
+    }
+    so.extra_fds = extra;
+    let dump_start = Instant::now();
+    let swrk = Swrk::spawn(so)?;
+    let typ = if a.pre_dump {
+        CriuReqType::PreDump
+    } else {
+        CriuReqType::Dump
+    };
+    let mut notify = |_: &str, _: i32, _: Vec<OwnedFd>| -> Result<()> { Ok(()) };
+    swrk.request(CriuReq::with_opts(typ, opts), &mut notify)
+        .with_context(|| {
+            format!(
+                "cannot checkpoint container \"{}\" (it is still running)",
+                a.id
+            )
+        })?;
+    let dump_ms = ms(dump_start.elapsed());
+    crate::debug!(
+        "checkpoint {}: criu done at {:.2} ms",
+        a.id,
+        ms(start.elapsed())
+    );
+    let frozen_ms = ms(freeze_start.elapsed());
+    drop(tmp_fd);
+    drop(work_fd);
+
+    let stats = criu::read_dump_stats(&work).unwrap_or_default();
+    if a.work_path.is_none() {
+        // runc leaves dump.log beside the images; so do we.
+        for f in ["dump.log", "stats-dump"] {
+            let _ = fs::copy(work.join(f), tmp.join(f));
+        }
+    }
+    let descriptors = serde_json::to_vec(&c.state.stdio)?;
+    fs::write(tmp.join(manifest::DESCRIPTORS), descriptors)?;
+    let mut m = Manifest {
+        version: manifest::MANIFEST_VERSION,
+        runtime: format!("runtime {}", env!("CARGO_PKG_VERSION")),
+        id: a.id.clone(),
+        created: crate::timefmt::rfc3339_nanos(std::time::SystemTime::now()),
+        bundle: c.state.bundle.clone(),
+        rootfs: c.state.rootfs.clone(),
+        config_digest: manifest::config_digest(&spec),
+        stdio: c.state.stdio.clone(),
+        terminal,
+        tmpfs: tmpfs.into_iter().map(|(t, _)| t).collect(),
+        external_mounts: externals.iter().map(|e| e.key.clone()).collect(),
+        external_namespaces: ext_ns,
+        pre_dump: a.pre_dump,
+        files: Default::default(),
+        compressed: None,
+    };
+    if a.compress {
+        compress(&tmp, &mut m)?;
+    }
+    m.record_files(&tmp)?;
+    m.save(&tmp)?;
+    let image_bytes = m.files.values().sum();
+    install(&tmp, &image)?;
+    rollback.tmp = None;
+    crate::debug!(
+        "checkpoint {}: installed at {:.2} ms",
+        a.id,
+        ms(start.elapsed())
+    );
+
+    // The images are safe: now stop the container, or let it run again.
+    rollback.thaw = None;
+    let leave = a.leave_running || a.pre_dump;
+    if leave {
+        if status == Status::Running {
+            cg.thaw()?;
+        }
+    } else {
+        c.destroy()?;
+    }
+    Ok(Summary {
+        id: a.id.clone(),
+        image_path: image,
+        leave_running: a.leave_running,
+        pre_dump: a.pre_dump,
+        freeze_ms,
+        frozen_ms,
+        criu_frozen_ms: stats.frozen_time as f64 / 1000.0,
+        dump_ms,
+        total_ms: ms(start.elapsed()),
+        pages_written: stats.pages_written,
+        image_bytes,
+        tmpfs_bytes,
+    })
+}
+
+/// Archives every tmpfs mount of config.json from the frozen container's mount namespace
+/// (seen through /proc/<pid>/root, resolved inside it). Returns each archive's record and
+/// its content size.
+fn archive_tmpfs(
+    spec: &oci_spec::runtime::Spec,
+    pid: i32,
+    dir: &Path,
+) -> Result<Vec<(TmpfsArchive, u64)>> {
+    let mut out = Vec::new();
+    let tmpfs: Vec<_> = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .filter(|m| m.typ().as_deref() == Some("tmpfs"))
+        .collect();
+    if tmpfs.is_empty() {
+        return Ok(out);
+    }
+    let root: OwnedFd = File::open(format!("/proc/{pid}/root"))
+        .context("cannot open the container's root")?
+        .into();
+    for (i, m) in tmpfs.iter().enumerate() {
+        let dest = safepath::clean(m.destination());
+        let rel = relative(&dest);
+        let rel = if rel.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            rel
+        };
+        let mnt = openat2(
+            root.as_fd(),
+            &rel,
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+            RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        )
+        .with_context(|| format!("cannot open tmpfs {} of the container", dest.display()))?;
+        let name = archive::archive_name(i, &dest);
+        let file = File::create(dir.join(&name))?;
+        let bytes = archive::save(&mnt, BufWriter::new(file))
+            .with_context(|| format!("cannot archive tmpfs {}", dest.display()))?;
+        out.push((
+            TmpfsArchive {
+                destination: dest,
+                archive: name,
+                options: m.options().clone().unwrap_or_default(),
+            },
+            bytes,
+        ));
+    }
+    Ok(out)
+}
+
+/// `--compress`: replaces CRIU's images in `dir` with one zstd-compressed tar.
+fn compress(dir: &Path, m: &mut Manifest) -> Result<()> {
+    let name = "images.tar.zst".to_string();
+    let out = File::create(dir.join(&name))?;
+    let enc = zstd::Encoder::new(out, 3)?;
+    let mut b = tar::Builder::new(enc);
+    let mut moved = Vec::new();
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.ends_with(".img") {
+            b.append_path_with_name(e.path(), &n)?;
+            moved.push(e.path());
+        }
+    }
+    b.into_inner()?.finish()?.sync_all()?;
+    for p in moved {
+        fs::remove_file(p)?;
+    }
+    m.compressed = Some(name);
+    Ok(())
+}
+
+/// Moves the finished checkpoint to its name: over an empty directory, or replacing an
+/// old checkpoint only once the new one is complete.
+fn install(tmp: &Path, image: &Path) -> Result<()> {
+    match fs::rename(tmp, image) {
+        Ok(()) => return Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) => {}
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot move the checkpoint to {}", image.display()))
+        }
+    }
+    let old = image.with_file_name(format!(
+        ".{}.old-{}",
+        image
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    fs::rename(image, &old).with_context(|| format!("cannot replace {}", image.display()))?;
+    fs::rename(tmp, image)
+        .with_context(|| format!("cannot move the checkpoint to {}", image.display()))?;
+    let _ = fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// Used by restore to find which tmpfs archive backs an external mount.
+pub fn tmpfs_for(m: &Manifest, e: &External) -> Option<TmpfsArchive> {
+    match e.source {
+        Source::Tmpfs(i) => m.tmpfs.get(i).cloned(),
+        _ => None,
+    }
 }

@@ -1,18 +1,21 @@
 //! runtime: an OCI container runtime, drop-in for runc, built around checkpoint, restore
 //! and live migration. The library holds everything; `main.rs` only parses and reports.
 
+pub mod archive;
 pub mod capabilities;
 pub mod cgroups;
 pub mod checkpoint;
 pub mod cli;
 pub mod container;
 pub mod criu;
+pub mod criu_plan;
 pub mod devices;
 pub mod error;
 pub mod exe_seal;
 pub mod hooks;
 pub mod lifecycle;
 pub mod logging;
+pub mod manifest;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;

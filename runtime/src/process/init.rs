@@ -173,6 +173,8 @@ fn setup(a: Args) -> Result<std::convert::Infallible> {
     }
     if let Some(slave) = &pty_slave {
         tty::make_controlling(slave)?;
+    } else {
+        reopen_dev_null()?;
     }
     let program = finalize::find_program(process)?;
     if let Some(adj) = process.oom_score_adj() {
@@ -252,4 +254,39 @@ fn join_session_keyring(id: &str) {
         // user namespaces.
         unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
     }
+}
+
+/// stdio on the caller's /dev/null is reopened as the container's own /dev/null (as runc
+/// does): a host device file is on a mount CRIU cannot see, and would block a checkpoint.
+fn reopen_dev_null() -> Result<()> {
+    let mut null: Option<std::fs::File> = None;
+    for fd in 0..3 {
+        // SAFETY: fstat of a stdio fd into a zeroed struct.
+        let st = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(fd, &mut st) != 0 {
+                continue;
+            }
+            st
+        };
+        if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
+            continue;
+        }
+        if null.is_none() {
+            null = Some(
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")
+                    .context("cannot open the container's /dev/null")?,
+            );
+        }
+        if let Some(n) = &null {
+            // SAFETY: dup2 of an fd we own onto a stdio number.
+            if unsafe { libc::dup2(n.as_raw_fd(), fd) } < 0 {
+                bail!("cannot reopen stdio: {}", std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
 }

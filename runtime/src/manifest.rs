@@ -1,0 +1,195 @@
+//! `manifest.json`: what a checkpoint holds besides CRIU's images (the container's
+//! config, stdio, tmpfs archives, external mounts and namespaces) and the size of every
+//! file, so a truncated or foreign checkpoint is refused before CRIU touches anything.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub const MANIFEST: &str = "manifest.json";
+/// runc's name for the init's stdio targets; kept for tools that read it.
+pub const DESCRIPTORS: &str = "descriptors.json";
+/// Bump when the layout changes meaning; a newer manifest is refused.
+pub const MANIFEST_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct TmpfsArchive {
+    pub destination: PathBuf,
+    /// File name of the tar archive in the image directory.
+    pub archive: String,
+    pub options: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct Manifest {
+    pub version: u32,
+    /// Who wrote it (`runtime version`).
+    pub runtime: String,
+    pub id: String,
+    pub created: String,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    /// Digest of the parts of config.json the images depend on (process, mounts,
+    /// namespaces, rootfs): a restore with a different config is refused.
+    pub config_digest: String,
+    /// `"pipe:[123]"`-style targets of the init's fds 0-2 at checkpoint time.
+    pub stdio: Vec<String>,
+    pub terminal: bool,
+    pub tmpfs: Vec<TmpfsArchive>,
+    /// External mount keys given to CRIU at dump (destinations).
+    pub external_mounts: Vec<PathBuf>,
+    /// Namespaces CRIU saw as external ("net" / "pid"), keyed as CRIU's `external` keys.
+    pub external_namespaces: BTreeMap<String, String>,
+    /// Pre-dump images (memory only, the container kept running).
+    #[serde(default)]
+    pub pre_dump: bool,
+    /// Every file of the checkpoint (but this one) with its size.
+    pub files: BTreeMap<String, u64>,
+    /// zstd-compressed tar of the images (`--compress`), if any.
+    #[serde(default)]
+    pub compressed: Option<String>,
+}
+
+impl Manifest {
+    /// Lists every regular file of `dir` (but the manifest) with its size.
+    pub fn record_files(&mut self, dir: &Path) -> Result<()> {
+        self.files.clear();
+        for e in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let md = e.metadata()?;
+            if md.is_file() && name != MANIFEST {
+                self.files.insert(name, md.len());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(MANIFEST);
+        let data = serde_json::to_vec_pretty(self)?;
+        let mut f =
+            fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+        std::io::Write::write_all(&mut f, &data)?;
+        f.sync_all()?;
+        Ok(())
+    }
+
+    /// Reads and checks the manifest of the checkpoint in `dir`.
+    pub fn load(dir: &Path) -> Result<Manifest> {
+        let path = dir.join(MANIFEST);
+        let data = match fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "{} is not a checkpoint made by this runtime ({} is missing)",
+                dir.display(),
+                MANIFEST
+            ),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let v: serde_json::Value =
+            serde_json::from_slice(&data).with_context(|| format!("corrupt {}", path.display()))?;
+        let version = v["version"].as_u64().unwrap_or(0);
+        if version > MANIFEST_VERSION as u64 {
+            bail!(
+                "{} has version {version}, this runtime reads up to version {MANIFEST_VERSION}: restore it with a newer runtime",
+                path.display()
+            );
+        }
+        let m: Manifest =
+            serde_json::from_value(v).with_context(|| format!("corrupt {}", path.display()))?;
+        Ok(m)
+    }
+
+    /// Every recorded file must be there with its recorded size.
+    pub fn verify_files(&self, dir: &Path) -> Result<()> {
+        for (name, size) in &self.files {
+            let p = dir.join(name);
+            let md = fs::symlink_metadata(&p).with_context(|| {
+                format!(
+                    "checkpoint {} is incomplete: {} is missing",
+                    dir.display(),
+                    name
+                )
+            })?;
+            if !md.is_file() {
+                bail!(
+                    "checkpoint {}: {} is not a regular file",
+                    dir.display(),
+                    name
+                );
+            }
+            if md.len() != *size {
+                bail!(
+                    "checkpoint {} is damaged: {} has {} bytes, {} were written",
+                    dir.display(),
+                    name,
+                    md.len(),
+                    size
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A stable digest of what the images depend on in config.json.
+pub fn config_digest(spec: &oci_spec::runtime::Spec) -> String {
+    let v = serde_json::to_value(spec).unwrap_or_default();
+    let mounts: Vec<serde_json::Value> = v["mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| serde_json::json!([m["destination"], m["type"]]))
+        .collect();
+    let nss: Vec<serde_json::Value> = v["linux"]["namespaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| n["type"].clone())
+        .collect();
+    let key = serde_json::json!({
+        "args": v["process"]["args"],
+        "cwd": v["process"]["cwd"],
+        "terminal": v["process"]["terminal"],
+        "mounts": mounts,
+        "namespaces": nss,
+        "readonly": v["root"]["readonly"],
+    });
+    // FNV-1a: a fingerprint, not a security boundary.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.to_string().bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newer_versions_are_refused_and_sizes_checked() {
+        let dir = std::env::temp_dir().join(format!("manifest-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("pages-1.img"), b"12345").unwrap();
+        let mut m = Manifest {
+            version: MANIFEST_VERSION,
+            ..Default::default()
+        };
+        m.record_files(&dir).unwrap();
+        m.save(&dir).unwrap();
+        let back = Manifest::load(&dir).unwrap();
+        back.verify_files(&dir).unwrap();
+        fs::write(dir.join("pages-1.img"), b"123").unwrap();
+        let e = back.verify_files(&dir).unwrap_err().to_string();
+        assert!(e.contains("pages-1.img has 3 bytes, 5 were written"), "{e}");
+        fs::write(dir.join(MANIFEST), br#"{"version": 99}"#).unwrap();
+        let e = Manifest::load(&dir).unwrap_err().to_string();
+        assert!(e.contains("version 99"), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
