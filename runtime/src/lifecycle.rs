@@ -145,7 +145,14 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
     if o.foreground {
         spawn::block_signals()?;
     }
-    let restore_ns = namespaces::enter_for_children(&for_children)?;
+    // Namespaces that apply to children only are entered (and left) by us around the clone.
+    let mut back = Vec::new();
+    back.extend(namespaces::enter_for_children(&for_children)?);
+    let time = namespaces::flag(LinuxNamespaceType::Time);
+    if ns.create.contains(time) {
+        ns.create.remove(time);
+        back.push(namespaces::new_time_ns_for_children(spec)?);
+    }
     let (pid, pidfd) = match spawn::clone3(ns.create.bits() as u64)? {
         Forked::Child => {
             drop(parent_sync);
@@ -171,8 +178,8 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     undo.child = Some(pid);
-    if let Some(back) = restore_ns {
-        back()?;
+    for b in back {
+        b()?;
     }
     drop(child_sync);
     drop(console);

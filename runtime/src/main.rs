@@ -12,7 +12,7 @@ fn main() {
         Err(e) => {
             use clap::error::ErrorKind;
             if e.kind() == ErrorKind::DisplayVersion {
-                print!("runtime version {}", e.render());
+                println!("runtime version {}", runtime::VERSION_TEXT);
                 std::process::exit(0);
             }
             let text = e.to_string();

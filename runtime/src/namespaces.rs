@@ -186,3 +186,37 @@ pub fn enter_for_children(joins: &[Join]) -> Result<Option<Box<dyn FnOnce() -> R
         Ok(())
     })))
 }
+
+/// A new time namespace cannot be made by clone with offsets (they must be written before
+/// any process is inside): unshare it for our children, write linux.timeOffsets, and
+/// return how to go back to our own.
+#[allow(clippy::type_complexity)]
+pub fn new_time_ns_for_children(spec: &Spec) -> Result<Box<dyn FnOnce() -> Result<()>>> {
+    let own = File::open("/proc/self/ns/time").context("cannot open our time namespace")?;
+    nix::sched::unshare(flag(LinuxNamespaceType::Time))
+        .context("cannot create a time namespace")?;
+    let offsets = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().clone())
+        .unwrap_or_default();
+    let mut text = String::new();
+    for (clock, o) in &offsets {
+        if !matches!(clock.as_str(), "monotonic" | "boottime") {
+            bail!("linux.timeOffsets: unknown clock {clock:?} (monotonic or boottime)");
+        }
+        text.push_str(&format!(
+            "{clock} {} {}\n",
+            o.secs().unwrap_or(0),
+            o.nanosecs().unwrap_or(0)
+        ));
+    }
+    if !text.is_empty() {
+        std::fs::write("/proc/self/timens_offsets", text)
+            .context("cannot write the time namespace offsets")?;
+    }
+    Ok(Box::new(move || {
+        nix::sched::setns(&own, flag(LinuxNamespaceType::Time))
+            .context("cannot return to our time namespace")
+    }))
+}
