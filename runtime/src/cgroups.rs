@@ -251,7 +251,15 @@ impl CgroupPaths {
                 r.set_major(Some(r.major().unwrap_or(-1)));
                 r.set_minor(Some(r.minor().unwrap_or(-1)));
             }
-            resources.set_devices(Some(rules));
+            if self.v2 {
+                // No devices files on v2: the rules become an eBPF program.
+                if let Some(dir) = self.dirs.get("") {
+                    crate::devices_bpf::apply(dir, &rules)?;
+                }
+                resources.set_devices(None);
+            } else {
+                resources.set_devices(Some(rules));
+            }
         }
         let resources = &resources;
         let mut m = FsManager::new(self.path.trim_start_matches('/'))

@@ -10,6 +10,7 @@ pub mod container;
 pub mod criu;
 pub mod criu_plan;
 pub mod devices;
+pub mod devices_bpf;
 pub mod error;
 pub mod exe_seal;
 pub mod hooks;
