@@ -1,5 +1,7 @@
 //! A column of the table: one runtime binary with its own `--root` state dir, the runc commands
-//! the rows need (each timed, with a timeout), and the ids of its containers still to delete.
+//! the rows need (each timed, with a timeout), and the ids of its containers still to delete. The
+//! raw-CRIU column of the checkpoint/restore rows is a column too: its lifecycle commands go to
+//! runc (`runner`), its checkpoint and restore to the criu CLI (`bin`, see `cr`).
 
 use anyhow::{bail, Context, Result};
 use std::cell::{Cell, RefCell};
@@ -12,19 +14,36 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub struct Column {
-    /// Column header: "runtime", "runc", "runc (A/A)", "crun".
+    /// Column header: "runtime", "runc", "runc (A/A)", "crun", "criu".
     pub label: String,
+    /// The binary measured (its version is shown): the runtime, or criu for the raw-CRIU column.
     pub bin: PathBuf,
+    /// The binary run by `timed` and the lifecycle commands: `bin`, except runc for raw CRIU.
+    runner: PathBuf,
+    pub kind: Kind,
     /// `Err(reason)` when the binary cannot be used (then the column shows the reason).
     pub version: Result<String, String>,
     /// `--root` passed before every command; `None` for the baseline (not a runtime).
     root: Option<PathBuf>,
     /// Stderr of the last command, read when it fails.
     stderr: PathBuf,
+    /// `--log` file of commands run with `/dev/null` as stderr (`timed_quiet`).
+    log: PathBuf,
     /// Short name used in container ids.
     key: String,
     seq: Cell<u64>,
     live: RefCell<BTreeSet<String>>,
+}
+
+/// What a column runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    /// An OCI runtime: every command goes to `bin`.
+    Runtime,
+    /// Runtime-independent rows: `bin` with the row's arguments only.
+    Baseline,
+    /// The criu CLI on containers that runc starts and deletes.
+    RawCriu,
 }
 
 impl Column {
@@ -36,13 +55,28 @@ impl Column {
         Ok(Self {
             label: label.to_string(),
             bin: bin.to_path_buf(),
+            runner: bin.to_path_buf(),
+            kind: Kind::Runtime,
             version,
             stderr: work.join(format!("stderr-{key}")),
+            log: work.join(format!("log-{key}")),
             root: Some(root),
             key: key.to_string(),
             seq: Cell::new(0),
             live: RefCell::default(),
         })
+    }
+
+    /// The raw-CRIU column: `criu` dumps and restores containers that `runc` (with this column's
+    /// own `--root`) starts and deletes.
+    pub fn raw_criu(label: &str, criu: &Path, runc: &Path, work: &Path) -> Result<Self> {
+        let mut col = Self::new(label, "criu", criu, work)?;
+        col.runner = runc.to_path_buf();
+        col.kind = Kind::RawCriu;
+        if col.version.is_ok() && !runc.is_file() {
+            col.version = Err(format!("needs runc ({} not found)", runc.display()));
+        }
+        Ok(col)
     }
 
     /// The pseudo-column of runtime-independent rows: `bin` run with the row's arguments only.
@@ -55,12 +89,20 @@ impl Column {
             } else {
                 Err("not found".into())
             },
+            runner: bin.to_path_buf(),
+            kind: Kind::Baseline,
             root: None,
             stderr: work.join("stderr-baseline"),
+            log: work.join("log-baseline"),
             key: "baseline".into(),
             seq: Cell::new(0),
             live: RefCell::default(),
         }
+    }
+
+    /// Short name used in container ids and scratch dirs ("rt", "runc", "criu", ...).
+    pub fn key(&self) -> &str {
+        &self.key
     }
 
     pub fn available(&self) -> bool {
@@ -78,19 +120,119 @@ impl Column {
         )
     }
 
-    /// Runs `<bin> --root <root> <args>` and returns its wall time.
-    pub fn timed(&self, args: &[&str]) -> Result<Duration> {
-        let mut cmd = Command::new(&self.bin);
+    /// `<runner> --root <root>` (just `<runner>` for the baseline).
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.runner);
         if let Some(root) = &self.root {
             cmd.arg("--root").arg(root);
         }
+        cmd
+    }
+
+    /// Runs `<bin> --root <root> <args>` and returns its wall time.
+    pub fn timed(&self, args: &[&str]) -> Result<Duration> {
+        let mut cmd = self.command();
         cmd.args(args);
-        timed(cmd, &self.stderr, None).with_context(|| format!("{} {}", self.label, args.join(" ")))
+        let io = Io {
+            stdout: None,
+            stderr: Some(&self.stderr),
+            errors: &self.stderr,
+        };
+        timed(cmd, io).with_context(|| format!("{} {}", self.label, args.join(" ")))
+    }
+
+    /// Like `timed`, but with `/dev/null` as stderr and errors taken from `--log <file>`: for
+    /// commands whose container inherits stderr and is then checkpointed (CRIU cannot dump a
+    /// container holding a host file open).
+    pub fn timed_quiet(&self, args: &[&str]) -> Result<Duration> {
+        let _ = fs::remove_file(&self.log);
+        let mut cmd = self.command();
+        cmd.arg("--log").arg(&self.log).args(args);
+        let io = Io {
+            stdout: None,
+            stderr: None,
+            errors: &self.log,
+        };
+        timed(cmd, io).with_context(|| format!("{} {}", self.label, args.join(" ")))
+    }
+
+    /// Runs `<bin> <args>` (no `--root`: e.g. criu) the same way, quoting its stderr on failure.
+    pub fn timed_bin(&self, bin: &Path, args: &[&str]) -> Result<Duration> {
+        let mut cmd = Command::new(bin);
+        cmd.args(args);
+        let io = Io {
+            stdout: None,
+            stderr: Some(&self.stderr),
+            errors: &self.stderr,
+        };
+        timed(cmd, io).with_context(|| format!("{} {}", bin.display(), args.join(" ")))
+    }
+
+    /// The pid of a container's init, from `state <id>`.
+    pub fn pid(&self, id: &str) -> Result<i32> {
+        let out = self.stderr.with_extension("state");
+        let mut cmd = self.command();
+        cmd.args(["state", id]);
+        let io = Io {
+            stdout: Some(&out),
+            stderr: Some(&self.stderr),
+            errors: &self.stderr,
+        };
+        timed(cmd, io).with_context(|| format!("{} state {id}", self.label))?;
+        let state: serde_json::Value = serde_json::from_slice(&fs::read(&out)?)
+            .with_context(|| format!("{} state {id}: not JSON", self.label))?;
+        match state["pid"].as_i64() {
+            Some(pid) if pid > 0 => Ok(pid as i32),
+            _ => bail!("{} state {id}: no pid in {state}", self.label),
+        }
     }
 
     pub fn create(&self, bundle: &Path, id: &str) -> Result<Duration> {
         self.live.borrow_mut().insert(id.to_string());
         self.timed(&["create", "--bundle", path_str(bundle)?, id])
+    }
+
+    /// `create` with `/dev/null` on the container's stdio (see `timed_quiet`), then `start`.
+    pub fn start_quiet(&self, bundle: &Path, id: &str) -> Result<()> {
+        self.live.borrow_mut().insert(id.to_string());
+        self.timed_quiet(&["create", "--bundle", path_str(bundle)?, id])?;
+        self.start(id)?;
+        Ok(())
+    }
+
+    /// `delete --force`, ignoring errors (after a failure the container may not exist any more;
+    /// `cleanup` still finds any left in the state dir).
+    pub fn delete_quietly(&self, id: &str) {
+        let _ = self.delete_force(id);
+        self.live.borrow_mut().remove(id);
+    }
+
+    /// `checkpoint` into `images`, with CRIU's logs and stats in `work`.
+    pub fn checkpoint(&self, id: &str, images: &Path, work: &Path) -> Result<Duration> {
+        self.timed(&[
+            "checkpoint",
+            "--image-path",
+            path_str(images)?,
+            "--work-path",
+            path_str(work)?,
+            id,
+        ])
+    }
+
+    /// `restore --detach` from `images`, with CRIU's logs and stats in `work`.
+    pub fn restore(&self, bundle: &Path, id: &str, images: &Path, work: &Path) -> Result<Duration> {
+        self.live.borrow_mut().insert(id.to_string());
+        self.timed_quiet(&[
+            "restore",
+            "--detach",
+            "--bundle",
+            path_str(bundle)?,
+            "--image-path",
+            path_str(images)?,
+            "--work-path",
+            path_str(work)?,
+            id,
+        ])
     }
 
     pub fn start(&self, id: &str) -> Result<Duration> {
@@ -139,10 +281,15 @@ impl Column {
             return;
         };
         let mut ids = self.live.borrow().clone();
-        let mut list = Command::new(&self.bin);
+        let mut list = Command::new(&self.runner);
         list.arg("--root").arg(root).args(["list", "--quiet"]);
         let listed = self.stderr.with_extension("list");
-        match timed(list, &self.stderr, Some(&listed)) {
+        let io = Io {
+            stdout: Some(&listed),
+            stderr: Some(&self.stderr),
+            errors: &self.stderr,
+        };
+        match timed(list, io) {
             Ok(_) => {
                 let text = fs::read_to_string(&listed).unwrap_or_default();
                 ids.extend(text.split_whitespace().map(String::from));
@@ -168,7 +315,7 @@ impl Drop for Column {
     }
 }
 
-fn path_str(p: &Path) -> Result<&str> {
+pub fn path_str(p: &Path) -> Result<&str> {
     p.to_str().context("non-UTF-8 path")
 }
 
@@ -193,6 +340,10 @@ fn probe_version(bin: &Path) -> Result<String, String> {
 
 /// Per-command timeout: a hung command would otherwise stall the table and its cleanup.
 pub static TIMEOUT: Mutex<Duration> = Mutex::new(Duration::from_secs(30));
+
+/// $PATH of every command: the criu binary's directory first, so runc finds the same criu as
+/// the raw-CRIU column (set once in `main`; unset = inherited).
+pub static CHILD_PATH: OnceLock<String> = OnceLock::new();
 
 /// The command being timed (its process group id) and when to kill it.
 static WATCHED: Mutex<Option<(i32, Instant)>> = Mutex::new(None);
@@ -230,23 +381,37 @@ pub fn is_timeout(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.is::<TimedOut>())
 }
 
-/// Spawns `cmd` (stdin /dev/null, stdout /dev/null or `stdout_path`, stderr to `stderr_path`, own
-/// process group), waits, and returns the wall time from spawn to exit. A non-zero exit is an
-/// error quoting the end of stderr. The output files are fresh inodes each call: containers
-/// created by `cmd` inherit them.
-fn timed(mut cmd: Command, stderr_path: &Path, stdout_path: Option<&Path>) -> Result<Duration> {
+/// Where a timed command's output goes.
+struct Io<'a> {
+    /// Stdout file, else /dev/null.
+    stdout: Option<&'a Path>,
+    /// Stderr file, else /dev/null.
+    stderr: Option<&'a Path>,
+    /// The file whose end is quoted when the command fails (stderr, or a log file).
+    errors: &'a Path,
+}
+
+/// Spawns `cmd` (stdin /dev/null, stdout and stderr as `io` says, own process group), waits, and
+/// returns the wall time from spawn to exit. A non-zero exit is an error quoting the end of
+/// `io.errors`. The output files are fresh inodes each call: containers created by `cmd` inherit
+/// them.
+fn timed(mut cmd: Command, io: Io) -> Result<Duration> {
     start_watchdog();
-    let fresh = |p: &Path| {
-        let _ = fs::remove_file(p);
-        File::create(p)
+    let fresh = |p: Option<&Path>| -> Result<Stdio> {
+        Ok(match p {
+            Some(p) => {
+                let _ = fs::remove_file(p);
+                Stdio::from(File::create(p)?)
+            }
+            None => Stdio::null(),
+        })
     };
-    let stdout = match stdout_path {
-        Some(p) => Stdio::from(fresh(p)?),
-        None => Stdio::null(),
-    };
+    if let Some(path) = CHILD_PATH.get() {
+        cmd.env("PATH", path);
+    }
     cmd.stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(fresh(stderr_path)?)
+        .stdout(fresh(io.stdout)?)
+        .stderr(fresh(io.stderr)?)
         .process_group(0);
     let timeout = *TIMEOUT.lock().unwrap();
     let t0 = Instant::now();
@@ -259,10 +424,10 @@ fn timed(mut cmd: Command, stderr_path: &Path, stdout_path: Option<&Path>) -> Re
     if status.success() {
         return Ok(elapsed);
     }
-    let text = fs::read_to_string(stderr_path).unwrap_or_default();
+    let text = fs::read_to_string(io.errors).unwrap_or_default();
     let lines: Vec<&str> = text.trim().lines().collect();
     let tail = match lines.len() {
-        0 => "(no stderr)".to_string(),
+        0 => format!("(nothing in {})", io.errors.display()),
         n => lines[n.saturating_sub(3)..].join(" | "),
     };
     if elapsed >= timeout {

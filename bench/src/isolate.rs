@@ -1,9 +1,12 @@
 //! Process-wide setup done first in `main`: a private mount namespace without the cgroup2 mount
 //! at /sys/fs/cgroup/unified (crun 1.8 refuses this hybrid cgroup host otherwise; every runtime
-//! runs in it alike), and a Ctrl-C flag so the harness can stop between runs and clean up.
+//! runs in it alike), and a Ctrl-C flag so the harness can stop between runs and clean up. Also
+//! the mounts the checkpoint/restore rows make in that namespace (a tmpfs for images, a bind).
 
 use anyhow::{bail, Context, Result};
 use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 const UNIFIED: &str = "/sys/fs/cgroup/unified";
@@ -69,4 +72,47 @@ pub fn catch_interrupts() {
 
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
+}
+
+fn c_path(p: &Path) -> Result<CString> {
+    Ok(CString::new(p.as_os_str().as_bytes())?)
+}
+
+fn mount(src: &str, dst: &Path, fstype: &str, flags: libc::c_ulong) -> Result<()> {
+    std::fs::create_dir_all(dst)?;
+    let (src_c, dst_c, fs_c) = (CString::new(src)?, c_path(dst)?, CString::new(fstype)?);
+    // SAFETY: valid NUL-terminated strings; the mount namespace is private to this process.
+    let rc = unsafe {
+        libc::mount(
+            src_c.as_ptr(),
+            dst_c.as_ptr(),
+            fs_c.as_ptr(),
+            flags,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("mount {src} ({fstype}) on {}", dst.display()));
+    }
+    Ok(())
+}
+
+/// Mounts a fresh tmpfs on `dir` (created if needed), in the bench's mount namespace.
+pub fn mount_tmpfs(dir: &Path) -> Result<()> {
+    mount("tmpfs", dir, "tmpfs", 0)
+}
+
+/// Bind-mounts `src` (recursively) on `dst` (created if needed).
+pub fn bind(src: &Path, dst: &Path) -> Result<()> {
+    let src = src.to_str().context("non-UTF-8 path")?;
+    mount(src, dst, "", libc::MS_BIND | libc::MS_REC)
+}
+
+/// Detaches whatever is mounted on `dir` and below, if anything (errors ignored).
+pub fn unmount(dir: &Path) {
+    if let Ok(path) = c_path(dir) {
+        // SAFETY: valid path; a failure (nothing mounted) is harmless.
+        unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
+    }
 }

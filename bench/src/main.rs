@@ -1,29 +1,39 @@
 //! `runtime-bench` (`make bench`): times `runtime`, runc and crun side by side in one run. For each
 //! row and each iteration every column is measured once, in an order rotated by the iteration, and
-//! one runtime is measured twice (the A/A column) to show the noise. Runs as root, inside a private
-//! mount namespace without /sys/fs/cgroup/unified (see `isolate`). Prints versions, the table and
-//! errors; writes the raw samples to target/bench/bench-<unix time>.json (and latest.json).
+//! one runtime is measured twice (the A/A column) to show the noise. The checkpoint/restore rows
+//! add a raw `criu` column (see `cr`). Runs as root, inside a private mount namespace without
+//! /sys/fs/cgroup/unified (see `isolate`). Prints versions, the table and errors; writes the raw
+//! samples to target/bench/bench-<unix time>.json (and latest.json).
 
 mod bundle;
 mod column;
+mod cr;
+mod criu;
 mod isolate;
 mod report;
 mod rows;
 
 use anyhow::{bail, Context, Result};
-use column::Column;
+use column::{Column, Kind};
 use report::{Cell, RowResult};
-use rows::Row;
+use rows::{Columns, Row};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-const USAGE: &str = "usage: runtime-bench [--runtime PATH] [--runs N | --quick] [--rows NAME,..]
-         [--aa runc|crun|runtime] [--runc PATH] [--crun PATH] [--timeout SECS] [--out FILE]
+const USAGE: &str =
+    "usage: runtime-bench [--runtime PATH] [--runs N | --quick] [--rows NAME,.. | --cr-only]
+         [--aa runc|crun|runtime] [--runc PATH] [--crun PATH] [--criu PATH] [--timeout SECS]
+         [--out FILE]
   --runtime PATH  our runtime (default: $RUNTIME_BIN, else target/release/runtime); may be missing
-  --runs N        iterations per row (default 100); --quick = 10
-  --rows LIST     only these rows (baseline, run, create, start, create+start+delete, exec, state)
+  --runs N        iterations per row (default 100; the 256M and 1G checkpoint/restore rows run
+                  N/5 and N/10, at least 3); --quick = 10
+  --rows LIST     only these rows: names (baseline, run, create, start, create+start+delete,
+                  exec, state, checkpoint counter, restore 1G, ...) or groups: startup, cr (all
+                  checkpoint/restore rows; also checkpoint, restore), counter, 256M, 1G
+  --cr-only       same as --rows cr
   --aa NAME       the column measured twice to show noise (default runc)
+  --criu PATH     criu for the raw column; its directory goes first in every command's PATH
   --timeout SECS  per runtime command (default 30)
   --out FILE      raw samples JSON (default target/bench/bench-<unix time>.json)";
 
@@ -31,6 +41,7 @@ struct Args {
     runtime: PathBuf,
     runc: PathBuf,
     crun: PathBuf,
+    criu: PathBuf,
     runs: usize,
     rows: Option<Vec<String>>,
     aa: String,
@@ -64,6 +75,7 @@ fn parse_args() -> Result<Args> {
             .unwrap_or_else(|| workspace_dir().join("target/release/runtime")),
         runc: which("runc"),
         crun: which("crun"),
+        criu: which("criu"),
         runs: 100,
         rows: None,
         aa: "runc".into(),
@@ -80,6 +92,8 @@ fn parse_args() -> Result<Args> {
             "--runtime" => a.runtime = value()?.into(),
             "--runc" => a.runc = value()?.into(),
             "--crun" => a.crun = value()?.into(),
+            "--criu" => a.criu = value()?.into(),
+            "--cr-only" => a.rows = Some(vec!["cr".into()]),
             "--runs" => a.runs = value()?.parse().context("--runs")?,
             "--quick" => a.runs = 10,
             "--rows" => a.rows = Some(value()?.split(',').map(String::from).collect()),
@@ -104,31 +118,41 @@ fn parse_args() -> Result<Args> {
 
 /// Measures one row: setup and one untimed warm-up per column, `runs` interleaved iterations
 /// (iteration i starts at column i mod n), teardown. A column is dropped from the row when its
-/// first 3 runs fail or a command times out.
-fn run_row(row: &mut dyn Row, cols: &[&Column], runs: usize) -> RowResult {
-    let mut cells: Vec<Cell> = cols
-        .iter()
-        .map(|c| Cell {
-            label: c.label.clone(),
-            note: c.version.clone().err(),
-            samples: vec![],
-            errors: vec![],
-        })
-        .collect();
+/// first 3 runs fail (every line of the row) or a command times out. Returns one result per line.
+fn run_row(row: &mut dyn Row, cols: &[&Column], runs: usize) -> Vec<RowResult> {
+    let lines = row.lines();
+    let new_cells = || -> Vec<Cell> {
+        cols.iter()
+            .map(|c| Cell {
+                label: c.label.clone(),
+                note: c.version.clone().err(),
+                samples: vec![],
+                errors: vec![],
+            })
+            .collect()
+    };
+    // cells[line][column]
+    let mut cells: Vec<Vec<Cell>> = lines.iter().map(|_| new_cells()).collect();
+    let mut notes: Vec<Option<String>> = cols.iter().map(|c| c.version.clone().err()).collect();
+    let mut failed_runs = vec![0usize; cols.len()];
     let mut active: Vec<bool> = cols.iter().map(|c| c.available()).collect();
     for (i, col) in cols.iter().enumerate() {
         if !active[i] {
             continue;
         }
         if let Err(e) = row.setup(col) {
-            cells[i].note = Some(format!("setup failed: {e:#}"));
+            notes[i] = Some(format!("setup failed: {e:#}"));
             active[i] = false;
-        } else if let Err(e) = row.measure(col) {
-            // The warm-up run is untimed; only a hang disqualifies the column here.
-            if column::is_timeout(&e) {
-                cells[i].note = Some(format!("warm-up: {e:#}"));
-                active[i] = false;
-            }
+            continue;
+        }
+        // The warm-up run is untimed; only a hang disqualifies the column here.
+        if let Some(Err(e)) = row
+            .measure_lines(col)
+            .into_iter()
+            .find(|r| r.as_ref().is_err_and(column::is_timeout))
+        {
+            notes[i] = Some(format!("warm-up: {e:#}"));
+            active[i] = false;
         }
     }
     'runs: for iter in 0..runs {
@@ -140,30 +164,49 @@ fn run_row(row: &mut dyn Row, cols: &[&Column], runs: usize) -> RowResult {
             if !active[i] {
                 continue;
             }
-            match row.measure(cols[i]) {
-                Ok(s) => cells[i].samples.push(s),
-                Err(e) => {
-                    let cell = &mut cells[i];
-                    cell.errors.push(format!("{e:#}"));
-                    if column::is_timeout(&e) {
-                        cell.note = Some("gave up after a timeout".into());
-                        active[i] = false;
-                    } else if cell.samples.is_empty() && cell.errors.len() >= 3 {
-                        cell.note = Some("gave up after 3 failures".into());
-                        active[i] = false;
+            let results = row.measure_lines(cols[i]);
+            let all_failed = results.iter().all(Result::is_err);
+            let mut timed_out = false;
+            for (line, result) in results.into_iter().enumerate().take(lines.len()) {
+                match result {
+                    Ok(s) => cells[line][i].samples.push(s),
+                    Err(e) => {
+                        timed_out |= column::is_timeout(&e);
+                        cells[line][i].errors.push(format!("{e:#}"));
                     }
                 }
+            }
+            let no_samples = cells.iter().all(|line| line[i].samples.is_empty());
+            failed_runs[i] += usize::from(all_failed);
+            if timed_out {
+                notes[i] = Some("gave up after a timeout".into());
+                active[i] = false;
+            } else if no_samples && failed_runs[i] >= 3 {
+                notes[i] = Some("gave up after 3 failures".into());
+                active[i] = false;
             }
         }
     }
     for col in cols.iter().filter(|c| c.available()) {
         row.teardown(col);
     }
-    RowResult {
-        name: row.name().to_string(),
-        about: row.about().to_string(),
-        cells,
-    }
+    let ratios = row.columns().ratios();
+    lines
+        .into_iter()
+        .zip(cells)
+        .map(|((name, about), mut cells)| {
+            for (cell, note) in cells.iter_mut().zip(&notes) {
+                cell.note.clone_from(note);
+            }
+            RowResult {
+                name,
+                about,
+                cells,
+                runs,
+                ratios,
+            }
+        })
+        .collect()
 }
 
 fn main() {
@@ -181,16 +224,43 @@ fn real_main() -> Result<i32> {
     let unmounted = isolate::enter_private_mount_ns()?;
     isolate::catch_interrupts();
     *column::TIMEOUT.lock().unwrap() = Duration::from_secs(args.timeout);
+    if let Some(dir) = args.criu.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let path = std::env::var("PATH").unwrap_or_default();
+        let _ = column::CHILD_PATH.set(format!("{}:{path}", dir.display()));
+    }
 
     let work = std::env::temp_dir().join(format!("runtime-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let result = bench(&args, &work, unmounted);
+    isolate::unmount(&work.join("cr"));
     std::fs::remove_dir_all(&work).unwrap_or_else(|e| eprintln!("cleanup {}: {e}", work.display()));
     result
 }
 
 fn bench(args: &Args, work: &Path, unmounted: bool) -> Result<i32> {
-    let bundles = bundle::Bundles::build(&work.join("bundle"))?;
+    let out_dir = workspace_dir().join("target/bench");
+    let bundles = bundle::Bundles::build(&work.join("bundle"), &out_dir)?;
+    let scratch = cr::Scratch {
+        dir: work.join("cr"),
+        criu_root: work.join("cr/criu-root"),
+        failed_logs: out_dir.join("cr-logs"),
+    };
+    let mut rows = rows::all_rows(&bundles, &scratch);
+    if let Some(only) = &args.rows {
+        if let Some(bad) = only.iter().find(|o| !rows.iter().any(|r| r.selected_by(o))) {
+            bail!("--rows: no row or group named {bad:?}\n{USAGE}");
+        }
+        rows.retain(|r| only.iter().any(|o| r.selected_by(o)));
+    }
+    let cr_rows = rows
+        .iter()
+        .any(|r| r.columns() == Columns::CheckpointRestore);
+    if cr_rows {
+        // Images go to memory: the rows measure CRIU and the runtimes, not the disk.
+        isolate::mount_tmpfs(&scratch.dir)?;
+        isolate::bind(&bundles.rootfs, &scratch.criu_root)?;
+        let _ = std::fs::remove_dir_all(&scratch.failed_logs);
+    }
     let cols = columns(args, work)?;
     let baseline = Column::baseline("unshare", &which("unshare"), work);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -201,32 +271,31 @@ fn bench(args: &Args, work: &Path, unmounted: bool) -> Result<i32> {
         args.runs
     );
     println!("  kernel {kernel}, {cpus} CPUs");
-    for c in &cols {
+    for c in cols.iter().filter(|c| cr_rows || c.kind != Kind::RawCriu) {
         let v = c.version.clone().unwrap_or_else(|e| e);
         println!("  {:<12} {}: {v}", c.label, c.bin.display());
     }
     if unmounted {
         println!("  (cgroup2 /sys/fs/cgroup/unified unmounted in the bench's mount namespace)");
     }
-
-    let mut rows = rows::all_rows(&bundles);
-    if let Some(only) = &args.rows {
-        rows.retain(|r| only.iter().any(|o| o == r.name()));
+    if let Some(e) = &bundles.alloc_error {
+        println!("  (no /bin/alloc for the memory rows: {e})");
     }
-    let all: Vec<&Column> = cols.iter().collect();
+
     let mut results = Vec::new();
     for row in rows.iter_mut() {
         if isolate::interrupted() {
             break;
         }
         let t0 = Instant::now();
-        let row_cols = if row.baseline() {
-            vec![&baseline]
-        } else {
-            all.clone()
+        let row_cols: Vec<&Column> = match row.columns() {
+            Columns::Baseline => vec![&baseline],
+            Columns::Runtimes => cols.iter().filter(|c| c.kind != Kind::RawCriu).collect(),
+            Columns::CheckpointRestore => cols.iter().collect(),
         };
-        results.push(run_row(row.as_mut(), &row_cols, args.runs));
-        eprintln!("  {:<22} {:>6.1} s", row.name(), t0.elapsed().as_secs_f64());
+        let runs = row.runs(args.runs);
+        results.extend(run_row(row.as_mut(), &row_cols, runs));
+        eprintln!("  {:<26} {:>6.1} s", row.name(), t0.elapsed().as_secs_f64());
     }
     let meta = json!({
         "kernel": kernel,
@@ -243,27 +312,33 @@ fn bench(args: &Args, work: &Path, unmounted: bool) -> Result<i32> {
 
     println!();
     for r in &results {
-        println!("  {:<22} {}", r.name, r.about);
+        println!("  {:<26} {}", r.name, r.about);
     }
     if isolate::interrupted() {
         println!("\ninterrupted: partial results");
     }
-    println!("\n{}", report::table(&results, args.runs));
+    println!("\n{}", report::table(&results));
     let errors = report::errors(&results);
     if !errors.is_empty() {
         println!("errors:\n{errors}");
+        if cr_rows && scratch.failed_logs.is_dir() {
+            let dir = scratch.failed_logs.display();
+            println!("CRIU logs of each failing checkpoint/restore cell: {dir}/<row>-<column>/");
+        }
     }
     let out = write_json(args.out.as_deref(), meta, &results)?;
     println!("raw samples: {}", out.display());
     Ok(if isolate::interrupted() { 130 } else { 0 })
 }
 
-/// runtime, runc, crun, then the A/A column: a second instance of `--aa` with its own root.
+/// runtime, runc, crun, raw criu (checkpoint/restore rows only), then the A/A column: a second
+/// instance of `--aa` with its own root.
 fn columns(args: &Args, work: &Path) -> Result<Vec<Column>> {
     let mut cols = vec![
         Column::new("runtime", "rt", &args.runtime, work)?,
         Column::new("runc", "runc", &args.runc, work)?,
         Column::new("crun", "crun", &args.crun, work)?,
+        Column::raw_criu("criu", &args.criu, &args.runc, work)?,
     ];
     let twin = cols
         .iter()

@@ -1,5 +1,6 @@
 //! Results: the samples and errors of each (row, column) cell, the printed table (median, p10,
-//! p90 in ms, ratio of medians vs runc and vs crun) and the raw JSON written to target/bench/.
+//! p90 in ms, ratio of medians vs runc and vs crun, or vs raw criu in the checkpoint/restore rows)
+//! and the raw JSON written to target/bench/.
 
 use crate::rows::Sample;
 use serde_json::{json, Value};
@@ -13,10 +14,15 @@ pub struct Cell {
     pub errors: Vec<String>,
 }
 
+/// One line of the table.
 pub struct RowResult {
     pub name: String,
     pub about: String,
     pub cells: Vec<Cell>,
+    /// Iterations asked for.
+    pub runs: usize,
+    /// The columns the ratio columns compare with.
+    pub ratios: [&'static str; 2],
 }
 
 impl Cell {
@@ -67,14 +73,21 @@ fn part_names(row: &RowResult) -> Vec<&'static str> {
     names
 }
 
-pub fn table(rows: &[RowResult], runs: usize) -> String {
+/// The table; a header starts it and each run of rows with other ratio columns.
+pub fn table(rows: &[RowResult]) -> String {
     let mut out = String::new();
-    let head = format!(
-        "{:<26} {:<12} {:>9} {:>9} {:>9} {:>8} {:>8} {:>9}",
-        "row", "column", "median", "p10", "p90", "vs runc", "vs crun", "ok"
-    );
-    let _ = writeln!(out, "{head}\n{}", "-".repeat(head.len()));
+    let mut ratios = None;
     for row in rows {
+        if ratios != Some(row.ratios) {
+            ratios = Some(row.ratios);
+            let [a, b] = row.ratios.map(|r| format!("vs {r}"));
+            let head = format!(
+                "{:<26} {:<12} {:>9} {:>9} {:>9} {a:>8} {b:>8} {:>9}",
+                "row", "column", "median", "p10", "p90", "ok"
+            );
+            let gap = if out.is_empty() { "" } else { "\n" };
+            let _ = writeln!(out, "{gap}{head}\n{}", "-".repeat(head.len()));
+        }
         let lines = std::iter::once(None).chain(part_names(row).into_iter().map(Some));
         for part in lines {
             let title = match part {
@@ -83,14 +96,14 @@ pub fn table(rows: &[RowResult], runs: usize) -> String {
             };
             for (i, cell) in row.cells.iter().enumerate() {
                 let name = if i == 0 { title.as_str() } else { "" };
-                let _ = writeln!(out, "{}", cell_line(row, cell, part, name, runs));
+                let _ = writeln!(out, "{}", cell_line(row, cell, part, name));
             }
         }
     }
     out
 }
 
-fn cell_line(row: &RowResult, cell: &Cell, part: Option<&str>, name: &str, runs: usize) -> String {
+fn cell_line(row: &RowResult, cell: &Cell, part: Option<&str>, name: &str) -> String {
     let ms = cell.ms(part);
     let prefix = format!("{name:<26} {:<12}", cell.label);
     let Some(median) = percentile(&ms, 0.5) else {
@@ -102,13 +115,13 @@ fn cell_line(row: &RowResult, cell: &Cell, part: Option<&str>, name: &str, runs:
         _ => "-".into(),
     };
     let p = |q| percentile(&ms, q).unwrap_or(f64::NAN);
-    let ok = format!("{}/{}", cell.samples.len(), runs);
+    let ok = format!("{}/{}", cell.samples.len(), row.runs);
     let mut line = format!(
         "{prefix} {median:>9.2} {:>9.2} {:>9.2} {:>8} {:>8} {ok:>9}",
         p(0.1),
         p(0.9),
-        ratio("runc"),
-        ratio("crun")
+        ratio(row.ratios[0]),
+        ratio(row.ratios[1])
     );
     if let Some(note) = &cell.note {
         let _ = write!(line, "  ({note})");
@@ -156,7 +169,7 @@ pub fn to_json(meta: Value, rows: &[RowResult]) -> Value {
                     })
                 })
                 .collect();
-            json!({"row": row.name, "about": row.about, "cells": cells})
+            json!({"row": row.name, "about": row.about, "runs": row.runs, "cells": cells})
         })
         .collect();
     json!({"meta": meta, "rows": rows})

@@ -1,10 +1,12 @@
 //! The rows of the table. A row measures one iteration for one column and returns a `Sample`
-//! (total time, optionally with named parts). To add a row (e.g. checkpoint/restore), implement
-//! `Row` and list it in `all_rows`; long-lived fixtures go in `setup`/`teardown`.
+//! (total time, optionally with named parts). To add a row, implement `Row` and list it in
+//! `all_rows`; long-lived fixtures go in `setup`/`teardown`. A row may fill several table lines
+//! from one iteration (`lines`, `measure_lines`): the checkpoint/restore rows (`cr`) do.
 
 use crate::bundle::Bundles;
 use crate::column::Column;
-use anyhow::{Context, Result};
+use crate::cr;
+use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,26 +27,73 @@ impl From<Duration> for Sample {
     }
 }
 
+/// The columns a row is measured in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Columns {
+    /// Runtime-independent rows: one pseudo-column (the baseline command).
+    Baseline,
+    /// runtime, runc, crun and the A/A column.
+    Runtimes,
+    /// Those plus raw `criu` (the checkpoint/restore rows).
+    CheckpointRestore,
+}
+
+impl Columns {
+    /// The two columns whose medians each cell is compared with ("vs runc", "vs crun"...).
+    pub fn ratios(self) -> [&'static str; 2] {
+        match self {
+            Columns::CheckpointRestore => ["runc", "criu"],
+            _ => ["runc", "crun"],
+        }
+    }
+}
+
 pub trait Row {
     fn name(&self) -> &str;
     /// One line saying exactly what is timed.
     fn about(&self) -> &str;
-    /// Runtime-independent rows (the baseline) are measured once per iteration, not per column.
-    fn baseline(&self) -> bool {
-        false
+    /// The table lines this row fills, each (name, what it times); `measure_lines` returns one
+    /// result per line, in this order. Default: one line, the row itself.
+    fn lines(&self) -> Vec<(String, String)> {
+        vec![(self.name().to_string(), self.about().to_string())]
+    }
+    fn columns(&self) -> Columns {
+        Columns::Runtimes
+    }
+    /// Names `--rows` also selects the row by (besides its name and line names).
+    fn groups(&self) -> Vec<&str> {
+        vec!["startup"]
+    }
+    /// Iterations, given `--runs`.
+    fn runs(&self, base: usize) -> usize {
+        base
     }
     /// Untimed, once per column before its first iteration.
     fn setup(&mut self, _col: &Column) -> Result<()> {
         Ok(())
     }
     /// One iteration for one column. Untimed preparation and cleanup may happen inside.
-    fn measure(&mut self, col: &Column) -> Result<Sample>;
+    /// Single-line rows implement this; rows with several lines implement `measure_lines`.
+    fn measure(&mut self, _col: &Column) -> Result<Sample> {
+        bail!("row {} implements measure_lines", self.name())
+    }
+    /// One iteration for one column: one result per entry of `lines`.
+    fn measure_lines(&mut self, col: &Column) -> Vec<Result<Sample>> {
+        vec![self.measure(col)]
+    }
     /// Untimed, once per column after its last iteration (also after errors or Ctrl-C).
     fn teardown(&mut self, _col: &Column) {}
+
+    /// Whether `--rows` entry `sel` picks this row.
+    fn selected_by(&self, sel: &str) -> bool {
+        sel == self.name()
+            || self.lines().iter().any(|(line, _)| line == sel)
+            || self.groups().contains(&sel)
+    }
 }
 
-pub fn all_rows(b: &Bundles) -> Vec<Box<dyn Row>> {
-    vec![
+pub fn all_rows(b: &Bundles, scratch: &cr::Scratch) -> Vec<Box<dyn Row>> {
+    let mut rows: Vec<Box<dyn Row>> = vec![
         Box::new(Baseline),
         Box::new(Run {
             bundle: b.true_.clone(),
@@ -70,7 +119,9 @@ pub fn all_rows(b: &Bundles) -> Vec<Box<dyn Row>> {
             op: |col, id| col.state(id),
             fixture: Running::new(&b.sleep),
         }),
-    ]
+    ];
+    rows.extend(cr::rows(b, scratch));
+    rows
 }
 
 /// `unshare --fork --pid --mount --net --ipc --uts /bin/true`: the floor of any container start.
@@ -83,8 +134,8 @@ impl Row for Baseline {
     fn about(&self) -> &str {
         "`unshare --fork --pid --mount --net --ipc --uts /bin/true` (no runtime)"
     }
-    fn baseline(&self) -> bool {
-        true
+    fn columns(&self) -> Columns {
+        Columns::Baseline
     }
     fn measure(&mut self, col: &Column) -> Result<Sample> {
         let d = col.timed(&[
