@@ -224,11 +224,16 @@ impl CgroupPaths {
     /// Moves the calling (single-threaded) process into the cgroup, cheaply: see the
     /// module comment.
     pub fn join_self(&self) -> Result<()> {
-        for dir in self.dirs.values() {
-            let file = if self.v2 { "cgroup.procs" } else { "tasks" };
-            write(&dir.join(file), "0")?;
+        for f in self.join_files() {
+            write(&f, "0")?;
         }
         Ok(())
+    }
+
+    /// The files a single-threaded process writes "0" to in order to join (see join_self).
+    pub fn join_files(&self) -> Vec<PathBuf> {
+        let file = if self.v2 { "cgroup.procs" } else { "tasks" };
+        self.dirs.values().map(|d| d.join(file)).collect()
     }
 
     /// Moves process `pid` into the cgroup.

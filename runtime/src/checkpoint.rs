@@ -210,6 +210,7 @@ fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
             .parent_path
             .as_ref()
             .map(|p| p.to_string_lossy().into_owned()),
+        network_lock: Some(criu_plan::network_lock(a.tcp_established) as i32),
         config_file: criu_plan::config_file(&spec),
         ..Default::default()
     };
@@ -323,6 +324,7 @@ fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
         pre_dump: a.pre_dump,
         files: Default::default(),
         compressed: None,
+        program: manifest::program(&spec, &c.state.rootfs),
     };
     if a.compress {
         compress(&tmp, &mut m)?;

@@ -3,7 +3,7 @@
 //! the options both directions take from the command line.
 
 use crate::cgroups::CgroupPaths;
-use crate::criu::rpc::CriuCgMode;
+use crate::criu::rpc::{CriuCgMode, CriuNetworkLockMethod};
 use crate::safepath::clean;
 use anyhow::{bail, Result};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
@@ -138,6 +138,17 @@ pub fn empty_ns(names: &[String]) -> Result<Option<u32>> {
         };
     }
     Ok((mask != 0).then_some(mask))
+}
+
+/// How CRIU locks the network while the tree is frozen: with nftables, in-process (no
+/// iptables-restore exec, ~40 ms less per run) when TCP connections must be kept;
+/// not at all otherwise (no established connection needs protecting).
+pub fn network_lock(tcp_established: bool) -> CriuNetworkLockMethod {
+    if tcp_established {
+        CriuNetworkLockMethod::Nftables
+    } else {
+        CriuNetworkLockMethod::Skip
+    }
 }
 
 /// The criu binary: --criu, else /usr/local/sbin/criu if present, else `criu` in PATH.

@@ -33,10 +33,11 @@ fn main() {
         eprintln!("{e:#}");
         std::process::exit(1);
     }
-    // Commands that put processes into containers run from a sealed copy of us.
+    // Commands whose own clones enter containers run from a sealed copy of us. (restore
+    // does not: CRIU makes its processes; checkpoint never enters a container.)
     if matches!(
         cli.command,
-        Command::Create(_) | Command::Run(_) | Command::Exec(_) | Command::Restore(_)
+        Command::Create(_) | Command::Run(_) | Command::Exec(_)
     ) {
         if let Err(e) = runtime::exe_seal::ensure_sealed() {
             logging::error(&format!("{e:#}"));

@@ -50,6 +50,47 @@ pub struct Manifest {
     /// zstd-compressed tar of the images (`--compress`), if any.
     #[serde(default)]
     pub compressed: Option<String>,
+    /// The container's program (process.args[0] found in the rootfs) and its size: a
+    /// restore onto a rootfs with another program is refused before CRIU runs.
+    #[serde(default)]
+    pub program: Option<Program>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Program {
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+/// Finds process.args[0] in `rootfs` as the container would (PATH for a bare name), every
+/// lookup resolved inside the rootfs.
+pub fn program(spec: &oci_spec::runtime::Spec, rootfs: &Path) -> Option<Program> {
+    let p = spec.process().as_ref()?;
+    let arg0 = p.args().as_ref()?.first()?.clone();
+    let root = crate::safepath::Root::open(rootfs).ok()?;
+    let candidates: Vec<PathBuf> = if arg0.contains('/') {
+        vec![PathBuf::from(&arg0)]
+    } else {
+        let path = p
+            .env()
+            .iter()
+            .flatten()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .to_string();
+        path.split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(d).join(&arg0))
+            .collect()
+    };
+    candidates.into_iter().find_map(|c| {
+        let fd = root.open_at(&c, libc::O_PATH).ok()?;
+        let st = crate::safepath::stat_fd(std::os::fd::AsFd::as_fd(&fd)).ok()?;
+        (st.st_mode & libc::S_IFMT == libc::S_IFREG).then_some(Program {
+            path: c,
+            size: st.st_size as u64,
+        })
+    })
 }
 
 impl Manifest {

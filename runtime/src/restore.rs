@@ -109,6 +109,14 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
         bail!("cannot restore a terminal container detached without --console-socket");
     }
 
+    let t = |what: &str| {
+        crate::debug!(
+            "restore {}: {what} at {:.2} ms",
+            a.id,
+            start.elapsed().as_secs_f64() * 1000.0
+        )
+    };
+    t("checked the checkpoint");
     let entry = g.store.create(&a.id)?;
     let mut undo = Undo {
         entry: Some(entry),
@@ -130,6 +138,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
         cgroup.apply(r)?;
     }
 
+    t("cgroup ready");
     // CRIU's root: the rootfs bound (privately) under our state dir.
     let criu_root = entry.path("criu-root");
     make_mountpoints(spec, &bundle)?;
@@ -164,6 +173,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
         });
     }
 
+    t("mounts ready");
     // Namespaces given by path: external ones are handed to CRIU as fds, others joined.
     let mut extra_fds: Vec<(RawFd, OwnedFd)> = Vec::new();
     let mut inherit = Vec::new();
@@ -264,6 +274,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
         lazy_pages: a.lazy_pages.then_some(true),
         lsm_profile: a.lsm_profile.clone(),
         lsm_mount_context: a.lsm_mount_context.clone(),
+        network_lock: Some(criu_plan::network_lock(a.tcp_established) as i32),
         config_file: criu_plan::config_file(spec),
         ext_mnt,
         inherit_fd: inherit,
@@ -282,8 +293,10 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
     let mut so = SwrkOptions::new(criu_plan::criu_path(g.criu.as_deref()));
     so.extra_fds = extra_fds;
     so.log_path = Some(work.join("restore.log"));
+    so.join_cgroup = cgroup.join_files();
+    t("spawning criu");
     let swrk = Swrk::spawn(so)?;
-    cgroup.add_pid(swrk.pid() as i32)?;
+    t("criu started in the cgroup");
     let mut restored_pid = None;
     let mut pty_master: Option<OwnedFd> = None;
     let (id, bundle_dir) = (a.id.clone(), bundle.dir.clone());
@@ -403,9 +416,20 @@ fn check_same_container(m: &Manifest, b: &Bundle) -> Result<()> {
             b.dir.display()
         );
     }
-    if m.rootfs != b.rootfs && !b.rootfs.join(relative_program(&b.spec)).exists() {
+    let here = manifest::program(&b.spec, &b.rootfs);
+    if m.program.is_some() && here != m.program {
+        let what = match (&m.program, &here) {
+            (Some(p), None) => format!("{} is missing there", p.path.display()),
+            (Some(p), Some(h)) => format!(
+                "{} has {} bytes there, {} in the checkpoint",
+                p.path.display(),
+                h.size,
+                p.size
+            ),
+            _ => String::new(),
+        };
         bail!(
-            "the checkpoint was made from bundle {} (rootfs {}); the rootfs {} of {} does not hold its program",
+            "the checkpoint was made from bundle {} (rootfs {}); the rootfs {} of bundle {} holds another program: {what}",
             m.bundle.display(),
             m.rootfs.display(),
             b.rootfs.display(),
@@ -413,16 +437,6 @@ fn check_same_container(m: &Manifest, b: &Bundle) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn relative_program(spec: &Spec) -> PathBuf {
-    let arg0 = spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.args().as_ref())
-        .and_then(|a| a.first().cloned())
-        .unwrap_or_default();
-    safepath::relative(Path::new(&arg0))
 }
 
 fn masked_paths(spec: &Spec) -> Vec<PathBuf> {

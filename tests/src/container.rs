@@ -187,7 +187,8 @@ impl Container {
 impl Drop for Container {
     fn drop(&mut self) {
         match self.rt.call(&["delete", "--force", &self.id]).try_run() {
-            Ok(out) if out.code != Some(0) => {
+            // A checkpointed (or never created) container is already gone: nothing to say.
+            Ok(out) if out.code != Some(0) && !out.stderr.contains("does not exist") => {
                 eprintln!("cleanup: delete --force {} failed\n{out}", self.id)
             }
             Ok(_) => {}

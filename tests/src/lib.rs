@@ -17,6 +17,7 @@
 //! silently; the few tests for behaviour runc 1.1.5 lacks are gated by `ours_only()`.
 
 pub mod bundle;
+pub mod checkpoint;
 pub mod console;
 pub mod container;
 pub mod host;

@@ -120,6 +120,10 @@ pub struct SwrkOptions {
     pub extra_fds: Vec<(RawFd, OwnedFd)>,
     /// CRIU's log file (as this process sees it), read to explain a failure.
     pub log_path: Option<PathBuf>,
+    /// Cgroup files (v1 `tasks`, v2 `cgroup.procs`) CRIU writes "0" to before it execs:
+    /// it starts inside the container's cgroup, so restored tasks are born there, without
+    /// the slow cross-process migration.
+    pub join_cgroup: Vec<PathBuf>,
 }
 
 impl SwrkOptions {
@@ -131,6 +135,7 @@ impl SwrkOptions {
             stderr: None,
             extra_fds: Vec::new(),
             log_path: None,
+            join_cgroup: Vec::new(),
         }
     }
 }
@@ -185,6 +190,11 @@ impl Swrk {
             high_copies.push(high);
         }
 
+        let joins: Vec<std::ffi::CString> = opts
+            .join_cgroup
+            .iter()
+            .map(|p| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()))
+            .collect::<Result<_, _>>()?;
         let mut cmd = Command::new(&opts.criu_path);
         cmd.arg("swrk").arg(SWRK_FD.to_string());
         if let Some(s) = opts.stdin {
@@ -207,6 +217,13 @@ impl Swrk {
                     libc::c_uint::MAX,
                     libc::CLOSE_RANGE_CLOEXEC,
                 );
+                for path in &joins {
+                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    libc::close(fd);
+                }
                 for &(src, target) in &moves {
                     // dup2 onto a different number clears FD_CLOEXEC on the target.
                     if libc::dup2(src, target) < 0 {
