@@ -117,7 +117,7 @@ fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
         criu::require_features(&criu_bin, false, true)?;
     }
     let cg_mode = criu_plan::cg_mode(a.manage_cgroups_mode.as_deref())?;
-    let empty_ns = criu_plan::empty_ns(&a.empty_ns)?;
+    let mut empty_ns = criu_plan::empty_ns(&a.empty_ns)?;
 
     let image = absolute(
         &a.image_path
@@ -174,9 +174,17 @@ fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
         ms(start.elapsed())
     );
     let tmpfs_bytes = tmpfs.iter().map(|(_, b)| b).sum();
-    let masked = criu_plan::masked_files(&spec, pid);
+    let masked = criu_plan::masked_mounts(&spec, pid);
     let externals = criu_plan::external_mounts(&spec, &c.state.bundle, cg, &masked)?;
 
+    let private_net = matches!(
+        crate::spec::namespace(&spec, LinuxNamespaceType::Network),
+        Some(None)
+    );
+    let bare_netns = private_net && empty_ns.is_none() && !a.pre_dump && criu_plan::bare_netns(pid);
+    if bare_netns {
+        empty_ns = Some(libc::CLONE_NEWNET as u32);
+    }
     let tmp_fd = File::open(&tmp)?;
     let work_fd = File::open(&work)?;
     let terminal = spec
@@ -192,7 +200,9 @@ fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
         root: Some(c.state.rootfs.to_string_lossy().into_owned()),
         pid: Some(pid),
         leave_running: Some(a.leave_running || a.pre_dump),
-        manage_cgroups: Some(true),
+        // Cgroup properties are dumped only on request: restore applies config.json's
+        // resources itself (saves CRIU mounting every hierarchy, ~13 ms).
+        manage_cgroups: Some(cg_mode.is_some()),
         manage_cgroups_mode: cg_mode.map(|m| m as i32),
         notify_scripts: Some(true),
         orphan_pts_master: terminal.then_some(true),
@@ -319,9 +329,16 @@ fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
         stdio: c.state.stdio.clone(),
         terminal,
         tmpfs: tmpfs.into_iter().map(|(t, _)| t).collect(),
-        external_mounts: externals.iter().map(|e| e.key.clone()).collect(),
+        external_mounts: externals
+            .iter()
+            .map(|e| manifest::ExternalMount {
+                key: e.key.clone(),
+                kind: e.source.kind().to_string(),
+            })
+            .collect(),
         external_namespaces: ext_ns,
         pre_dump: a.pre_dump,
+        bare_netns,
         files: Default::default(),
         compressed: None,
         program: manifest::program(&spec, &c.state.rootfs),

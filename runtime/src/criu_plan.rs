@@ -18,8 +18,34 @@ pub enum Source {
     Tmpfs(usize),
     /// A masked file: the host's /dev/null.
     DevNull,
+    /// A masked directory (an empty read-only tmpfs): an empty directory.
+    EmptyDir,
+    /// The tmpfs holding the v1 cgroup binds: a directory with one subdirectory each.
+    CgroupRoot(Vec<String>),
     /// The container's own cgroup directory of one v1 hierarchy.
     CgroupDir(PathBuf),
+}
+
+impl Source {
+    /// The name recorded in the manifest.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Bind(_) => "bind",
+            Source::Tmpfs(_) => "tmpfs",
+            Source::DevNull => "dev-null",
+            Source::EmptyDir => "empty-dir",
+            Source::CgroupRoot(_) => "cgroup-root",
+            Source::CgroupDir(_) => "cgroup-dir",
+        }
+    }
+}
+
+/// Masked paths as the container has them: files bound to /dev/null, directories covered
+/// by an empty tmpfs.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Masked {
+    pub files: Vec<PathBuf>,
+    pub dirs: Vec<PathBuf>,
 }
 
 /// An external mount: CRIU's key (the destination inside the container) and its source.
@@ -37,13 +63,14 @@ fn is_bind(m: &oci_spec::runtime::Mount) -> bool {
             .any(|o| o == "bind" || o == "rbind")
 }
 
-/// The external mounts of a container created from `spec`. `masked_files` are the masked
-/// paths that are files (bound to /dev/null), as found in the container's mount table.
+/// The external mounts of a container created from `spec`, with its masked paths as found
+/// in its mount table. Everything CRIU would otherwise archive with tar (one exec per
+/// mount) is external: config binds and tmpfs, the cgroup tmpfs, masked paths.
 pub fn external_mounts(
     spec: &Spec,
     bundle: &Path,
     cgroup: &CgroupPaths,
-    masked_files: &[PathBuf],
+    masked: &Masked,
 ) -> Result<Vec<External>> {
     let mut out = Vec::new();
     let mut tmpfs = 0;
@@ -62,8 +89,16 @@ pub fn external_mounts(
             });
             tmpfs += 1;
         } else if (typ == "cgroup" || typ == "cgroup2") && !cgroup.v2 {
-            for (name, dir) in &cgroup.dirs {
-                let sub = name.strip_prefix("name=").unwrap_or(name);
+            let subs: Vec<String> = cgroup
+                .dirs
+                .keys()
+                .map(|n| n.strip_prefix("name=").unwrap_or(n).to_string())
+                .collect();
+            out.push(External {
+                key: key.clone(),
+                source: Source::CgroupRoot(subs.clone()),
+            });
+            for ((_, dir), sub) in cgroup.dirs.iter().zip(subs) {
                 out.push(External {
                     key: key.join(sub),
                     source: Source::CgroupDir(dir.clone()),
@@ -71,17 +106,23 @@ pub fn external_mounts(
             }
         }
     }
-    for p in masked_files {
+    for p in &masked.files {
         out.push(External {
             key: clean(p),
             source: Source::DevNull,
         });
     }
+    for p in &masked.dirs {
+        out.push(External {
+            key: clean(p),
+            source: Source::EmptyDir,
+        });
+    }
     Ok(out)
 }
 
-/// Masked paths of the config that are /dev/null binds in the container (pid's mounts).
-pub fn masked_files(spec: &Spec, pid: i32) -> Vec<PathBuf> {
+/// Masked paths of the config as mounted in the container of `pid`.
+pub fn masked_mounts(spec: &Spec, pid: i32) -> Masked {
     let masked: Vec<PathBuf> = spec
         .linux()
         .as_ref()
@@ -91,19 +132,116 @@ pub fn masked_files(spec: &Spec, pid: i32) -> Vec<PathBuf> {
         .map(|p| clean(Path::new(p)))
         .collect();
     let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
-    let mut out = Vec::new();
+    let mut out = Masked::default();
     for line in info.lines() {
         let Some((pre, post)) = line.split_once(" - ") else {
             continue;
         };
-        let point = pre.split(' ').nth(4).unwrap_or("");
-        let fstype = post.split(' ').next().unwrap_or("");
-        let point = PathBuf::from(point.replace("\\040", " "));
-        if fstype == "devtmpfs" && masked.contains(&point) && !out.contains(&point) {
-            out.push(point);
+        let point = PathBuf::from(pre.split(' ').nth(4).unwrap_or("").replace("\\040", " "));
+        if !masked.contains(&point) || out.files.contains(&point) || out.dirs.contains(&point) {
+            continue;
+        }
+        // A file mask is the host's /dev/null; anything else covers a directory (a tmpfs,
+        // or after a restore the empty directory it was restored from).
+        match post.split(' ').next().unwrap_or("") {
+            "devtmpfs" => out.files.push(point),
+            _ => out.dirs.push(point),
         }
     }
     out
+}
+
+/// Is the private network namespace of `pid` bare: only `lo`, no routes of its own, no
+/// iptables or nftables tables? Such a namespace is checkpointed empty and restored as a
+/// fresh one with `lo` up, sparing CRIU's ip/iptables runs (~35 ms dump, ~20 ms restore).
+pub fn bare_netns(pid: i32) -> bool {
+    let read =
+        |f: &str| std::fs::read_to_string(format!("/proc/{pid}/net/{f}")).unwrap_or_default();
+    let devs: Vec<String> = read("dev")
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next().map(|s| s.trim().to_string()))
+        .collect();
+    let routes = read("route").lines().skip(1).count()
+        + read("ipv6_route")
+            .lines()
+            .filter(|l| !l.ends_with(" lo"))
+            .count();
+    devs == ["lo"]
+        && routes == 0
+        && read("ip_tables_names").trim().is_empty()
+        && read("ip6_tables_names").trim().is_empty()
+        && !has_nft_tables(pid).unwrap_or(true)
+}
+
+/// Asks the kernel (netfilter netlink, in the namespace of `pid`) whether any nftables
+/// table exists there.
+fn has_nft_tables(pid: i32) -> Result<bool> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const NFNL_SUBSYS_NFTABLES: u16 = 10;
+    const NFT_MSG_GETTABLE: u16 = 1;
+    const NFT_MSG_NEWTABLE: u16 = 0;
+    let theirs = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+    let ours = std::fs::File::open("/proc/self/ns/net")?;
+    nix::sched::setns(&theirs, nix::sched::CloneFlags::CLONE_NEWNET)?;
+    // SAFETY: a netlink socket created in the container's netns; we go back at once.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_NETFILTER,
+        )
+    };
+    nix::sched::setns(&ours, nix::sched::CloneFlags::CLONE_NEWNET)?;
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    // SAFETY: the fd we just created.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // nlmsghdr (16 bytes) + nfgenmsg (4 bytes: family, version, res_id).
+    let mut req = [0u8; 20];
+    req[0..4].copy_from_slice(&20u32.to_ne_bytes());
+    req[4..6].copy_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE).to_ne_bytes());
+    req[6..8].copy_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16).to_ne_bytes());
+    // SAFETY: send/recv on our socket with local buffers.
+    if unsafe { libc::send(sock.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) } < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    let mut buf = vec![0u8; 16384];
+    loop {
+        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        let mut off = 0usize;
+        while off + 16 <= n as usize {
+            let len = u32::from_ne_bytes(buf[off..off + 4].try_into()?) as usize;
+            let typ = u16::from_ne_bytes(buf[off + 4..off + 6].try_into()?);
+            if typ == libc::NLMSG_DONE as u16 {
+                return Ok(false);
+            }
+            if typ == libc::NLMSG_ERROR as u16 {
+                bail!("netfilter netlink error");
+            }
+            if typ == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE {
+                return Ok(true);
+            }
+            if len < 16 {
+                bail!("bad netlink message");
+            }
+            off += (len + 3) & !3;
+        }
+    }
+}
+
+/// Brings `lo` up in the network namespace of `pid` (a bare namespace comes back down).
+pub fn loopback_up_in(pid: i32) -> Result<()> {
+    let theirs = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+    let ours = std::fs::File::open("/proc/self/ns/net")?;
+    nix::sched::setns(&theirs, nix::sched::CloneFlags::CLONE_NEWNET)?;
+    let r = crate::namespaces::loopback_up();
+    nix::sched::setns(&ours, nix::sched::CloneFlags::CLONE_NEWNET)?;
+    r
 }
 
 /// CRIU's `external` key of a namespace given by path in the config.
@@ -198,8 +336,11 @@ mod tests {
             .into(),
             path: "/c".into(),
         };
-        let ext =
-            external_mounts(&spec, Path::new("/b"), &cg, &[PathBuf::from("/proc/kcore")]).unwrap();
+        let masked = Masked {
+            files: vec![PathBuf::from("/proc/kcore")],
+            dirs: vec![PathBuf::from("/proc/acpi")],
+        };
+        let ext = external_mounts(&spec, Path::new("/b"), &cg, &masked).unwrap();
         let keys: Vec<_> = ext
             .iter()
             .map(|e| e.key.to_string_lossy().into_owned())
@@ -210,13 +351,17 @@ mod tests {
                 "/dev",
                 "/data",
                 "/run",
+                "/sys/fs/cgroup",
                 "/sys/fs/cgroup/memory",
-                "/proc/kcore"
+                "/proc/kcore",
+                "/proc/acpi"
             ]
         );
         assert_eq!(ext[1].source, Source::Bind("/b/data".into()));
         assert_eq!(ext[2].source, Source::Tmpfs(1));
-        assert_eq!(ext[4].source, Source::DevNull);
+        assert_eq!(ext[3].source, Source::CgroupRoot(vec!["memory".into()]));
+        assert_eq!(ext[5].source, Source::DevNull);
+        assert_eq!(ext[6].source, Source::EmptyDir);
     }
 
     #[test]

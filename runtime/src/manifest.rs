@@ -38,10 +38,15 @@ pub struct Manifest {
     pub stdio: Vec<String>,
     pub terminal: bool,
     pub tmpfs: Vec<TmpfsArchive>,
-    /// External mount keys given to CRIU at dump (destinations).
-    pub external_mounts: Vec<PathBuf>,
+    /// External mounts given to CRIU at dump: their keys (destinations) and what backs them
+    /// (see criu_plan::Source::kind), so restore can provide each on this host.
+    pub external_mounts: Vec<ExternalMount>,
     /// Namespaces CRIU saw as external ("net" / "pid"), keyed as CRIU's `external` keys.
     pub external_namespaces: BTreeMap<String, String>,
+    /// The private network namespace was bare (only lo) and checkpointed empty: restore
+    /// makes a fresh one and brings lo up.
+    #[serde(default)]
+    pub bare_netns: bool,
     /// Pre-dump images (memory only, the container kept running).
     #[serde(default)]
     pub pre_dump: bool,
@@ -54,6 +59,12 @@ pub struct Manifest {
     /// restore onto a rootfs with another program is refused before CRIU runs.
     #[serde(default)]
     pub program: Option<Program>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ExternalMount {
+    pub key: PathBuf,
+    pub kind: String,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

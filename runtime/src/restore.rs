@@ -147,25 +147,41 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
 
     // External mounts, as this host provides them.
     let mut ext_mnt = Vec::new();
-    let restore_ext = criu_plan::external_mounts(spec, &bundle.dir, &cgroup, &[])?;
-    let masked = masked_paths(spec);
-    for (i, key) in m.external_mounts.iter().enumerate() {
-        let val = match restore_ext.iter().find(|e| &e.key == key).map(|e| &e.source) {
-            Some(Source::Bind(src)) => src.clone(),
-            Some(Source::CgroupDir(d)) => d.clone(),
-            Some(Source::Tmpfs(_)) => {
+    let restore_ext = criu_plan::external_mounts(spec, &bundle.dir, &cgroup, &Default::default())?;
+    let provided = |key: &Path| restore_ext.iter().find(|e| e.key == key).map(|e| &e.source);
+    let missing = |key: &Path, what: &str| {
+        anyhow!(
+            "cannot restore container \"{}\": the checkpoint has {what} at {} that {}/config.json does not provide",
+            a.id,
+            key.display(),
+            bundle.dir.display()
+        )
+    };
+    for (i, e) in m.external_mounts.iter().enumerate() {
+        let key = &e.key;
+        let val = match (e.kind.as_str(), provided(key)) {
+            ("bind", Some(Source::Bind(src))) => src.clone(),
+            ("cgroup-dir", Some(Source::CgroupDir(d))) => d.clone(),
+            ("tmpfs", Some(Source::Tmpfs(_))) => {
                 let staging = entry.path(&format!("tmpfs-{i}"));
                 fill_tmpfs(spec, &m, key, &image, &staging)?;
                 undo.mounts.push(staging.clone());
                 staging
             }
-            Some(Source::DevNull) | None if masked.contains(key) => PathBuf::from("/dev/null"),
-            _ => bail!(
-                "cannot restore container \"{}\": the checkpoint has a mount at {} that {}/config.json does not provide",
-                a.id,
-                key.display(),
-                bundle.dir.display()
-            ),
+            ("cgroup-root", Some(Source::CgroupRoot(subs))) => {
+                let dir = entry.path("cgroup-root");
+                for s in subs {
+                    fs::create_dir_all(dir.join(s))?;
+                }
+                dir
+            }
+            ("dev-null", _) => PathBuf::from("/dev/null"),
+            ("empty-dir", _) => {
+                let dir = entry.path("empty");
+                fs::create_dir_all(&dir)?;
+                dir
+            }
+            (kind, _) => return Err(missing(key, &format!("a {kind} mount"))),
         };
         ext_mnt.push(ExtMountMap {
             key: key.to_string_lossy().into_owned(),
@@ -235,6 +251,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
         }
     }
 
+    let cg_mode = criu_plan::cg_mode(a.manage_cgroups_mode.as_deref())?;
     let images = images_dir(&m, &image, entry)?;
     let work = match &a.work_path {
         Some(w) => absolute(w)?,
@@ -251,17 +268,22 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
         log_level: Some(4),
         root: Some(criu_root.to_string_lossy().into_owned()),
         rst_sibling: Some(true),
-        manage_cgroups: Some(true),
-        manage_cgroups_mode: criu_plan::cg_mode(a.manage_cgroups_mode.as_deref())?
-            .map(|m| m as i32),
-        cg_root: cgroup
-            .dirs
-            .keys()
-            .map(|name| CgroupRoot {
-                ctrl: Some(name.clone()),
-                path: cgroup.path.clone(),
-            })
-            .collect(),
+        // Without a mode, CRIU leaves cgroups alone: it runs inside the container's new
+        // cgroup, so the restored tasks are born there.
+        manage_cgroups: Some(cg_mode.is_some()),
+        manage_cgroups_mode: cg_mode.map(|m| m as i32),
+        cg_root: if cg_mode.is_some() {
+            cgroup
+                .dirs
+                .keys()
+                .map(|name| CgroupRoot {
+                    ctrl: Some(name.clone()),
+                    path: cgroup.path.clone(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
         notify_scripts: Some(true),
         evasive_devices: Some(true),
         orphan_pts_master: terminal.then_some(true),
@@ -270,7 +292,11 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
         tcp_established: Some(a.tcp_established),
         file_locks: Some(a.file_locks),
         auto_dedup: Some(a.auto_dedup),
-        empty_ns: criu_plan::empty_ns(&a.empty_ns)?,
+        empty_ns: if m.bare_netns {
+            Some(libc::CLONE_NEWNET as u32)
+        } else {
+            criu_plan::empty_ns(&a.empty_ns)?
+        },
         lazy_pages: a.lazy_pages.then_some(true),
         lsm_profile: a.lsm_profile.clone(),
         lsm_mount_context: a.lsm_mount_context.clone(),
@@ -303,6 +329,9 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
     let mut notify = |script: &str, pid: i32, mut fds: Vec<OwnedFd>| -> Result<()> {
         match script {
             "setup-namespaces" => {
+                if m.bare_netns {
+                    criu_plan::loopback_up_in(pid)?;
+                }
                 let st = hooks::state_json(spec, &id, "creating", pid, &bundle_dir);
                 hooks::run(spec, Kind::Prestart, &st)?;
                 hooks::run(spec, Kind::CreateRuntime, &st)?;
@@ -437,16 +466,6 @@ fn check_same_container(m: &Manifest, b: &Bundle) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn masked_paths(spec: &Spec) -> Vec<PathBuf> {
-    spec.linux()
-        .as_ref()
-        .and_then(|l| l.masked_paths().clone())
-        .unwrap_or_default()
-        .iter()
-        .map(|p| safepath::clean(Path::new(p)))
-        .collect()
 }
 
 /// Creates the mountpoints CRIU will mount on (as `create` would), inside the rootfs or,
