@@ -302,13 +302,14 @@ pub fn start(c: &Container) -> Result<()> {
     Ok(())
 }
 
-/// Poststart hooks run once the program runs: wait (bounded) until the init is no longer
-/// the runtime's sealed copy (see exe_seal), i.e. it has exec'd, or is gone.
+/// Poststart hooks run once the program runs: wait (bounded) until the init has exec'd
+/// (its name is no longer the init's, see init::INIT_NAME), or is gone.
 fn wait_for_exec(pid: i32) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let ours = init::INIT_NAME.to_string_lossy();
     while std::time::Instant::now() < deadline {
-        match std::fs::read_link(format!("/proc/{pid}/exe")) {
-            Ok(p) if p.to_string_lossy().starts_with("/memfd:runtime") => {}
+        match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+            Ok(c) if c.trim_end() == ours => {}
             _ => return,
         }
         std::thread::sleep(std::time::Duration::from_micros(500));

@@ -15,6 +15,7 @@ const FSOPEN_CLOEXEC: u32 = 1;
 const FSMOUNT_CLOEXEC: u32 = 1;
 const FSCONFIG_SET_FLAG: u32 = 0;
 const FSCONFIG_SET_STRING: u32 = 1;
+const FSCONFIG_SET_FD: u32 = 5;
 const FSCONFIG_CMD_CREATE: u32 = 6;
 
 pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
@@ -206,6 +207,23 @@ impl FsContext {
                 self.config(FSCONFIG_SET_STRING, Some(&k), Some(&v))
             }
         }
+    }
+
+    /// Sets `key` to a file descriptor (e.g. an overlay layer given as a mount fd).
+    pub fn set_fd(&self, key: &str, fd: BorrowedFd) -> Result<()> {
+        let k = CString::new(key).map_err(|_| Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: valid fds and a NUL-terminated key.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                self.fd.as_raw_fd(),
+                FSCONFIG_SET_FD,
+                k.as_ptr(),
+                std::ptr::null::<u8>(),
+                fd.as_raw_fd(),
+            )
+        };
+        unit_result(rc).map_err(|e| self.explain(e))
     }
 
     /// Creates the superblock and returns a detached mount with mount attributes `attrs`.

@@ -261,3 +261,28 @@ fn cwd_through_proc_self_fd_cannot_escape() {
         c.assert_nothing_left();
     }
 }
+
+/// CVE-2019-5736: the runtime process that becomes the container's init (and any runtime
+/// process near a container) must not be the writable host binary. While a created
+/// container waits for `start`, its init still runs the runtime's code: writing through
+/// /proc/<pid>/exe must fail because the file is read-only (EROFS, or EPERM for a sealed
+/// memfd), not merely busy (ETXTBSY, which a container could wait out).
+#[test]
+fn the_init_runs_from_a_read_only_copy_of_the_runtime() {
+    if !runtime_tests::ours_only() {
+        println!("NOT TESTED against runc: runc's init is a re-exec'd copy with its own checks");
+        return;
+    }
+    let c = Container::new(&["true"]);
+    c.create().success();
+    let pid = c.pid();
+    let err = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/{pid}/exe"))
+        .expect_err("the init's executable must not be writable");
+    let errno = err.raw_os_error().unwrap_or(0);
+    assert!(
+        errno == libc::EROFS || errno == libc::EPERM,
+        "expected EROFS or EPERM, got {err}"
+    );
+}

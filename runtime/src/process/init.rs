@@ -34,6 +34,9 @@ pub struct Args<'a> {
     pub preserve_fds: u32,
 }
 
+/// The init's process name (comm) until it execs the container's program.
+pub const INIT_NAME: &std::ffi::CStr = c"runtime-init";
+
 /// Entry point in the child: never returns.
 pub fn run(a: Args) -> ! {
     // Keep our own handle on the channel: `setup` consumes (and closes) the rest.
@@ -84,6 +87,9 @@ fn setup(a: Args) -> Result<std::convert::Infallible> {
         .process()
         .as_ref()
         .ok_or_else(|| anyhow!("process is missing"))?;
+    // Our name until execve replaces it: `start` watches it to know the program runs.
+    // SAFETY: prctl with a NUL-terminated name.
+    unsafe { libc::prctl(libc::PR_SET_NAME, INIT_NAME.as_ptr(), 0, 0, 0) };
     // Die with the runtime while it still supervises the setup.
     // SAFETY: prctl with constant arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
