@@ -73,27 +73,39 @@ impl Drop for Rollback {
     }
 }
 
+/// Like runc, nothing goes to stdout on success (podman passes it through, and its
+/// `--print-stats` JSON would break): the summary is shown on stderr when that is a
+/// terminal, logged with --debug, and printed as JSON on stdout with `--json`.
 pub fn run(g: &Global, a: &CheckpointArgs) -> Result<i32> {
     let summary = checkpoint(g, a)?;
     if a.json {
         println!("{}", serde_json::to_string(&summary)?);
+        return Ok(0);
+    }
+    let what = if summary.pre_dump {
+        "Pre-dumped"
     } else {
-        let what = if summary.pre_dump {
-            "Pre-dumped"
+        "Checkpointed"
+    };
+    let text = format!(
+        "{what} container \"{}\" into {}: {:.1} MiB ({} pages), frozen {:.1} ms, dump {:.1} ms, total {:.1} ms{}",
+        summary.id,
+        summary.image_path.display(),
+        summary.image_bytes as f64 / (1 << 20) as f64,
+        summary.pages_written,
+        summary.frozen_ms,
+        summary.dump_ms,
+        summary.total_ms,
+        if summary.leave_running || summary.pre_dump {
+            "; still running"
         } else {
-            "Checkpointed"
-        };
-        println!(
-            "{what} container \"{}\" into {}: {:.1} MiB ({} pages), frozen {:.1} ms, dump {:.1} ms, total {:.1} ms{}",
-            summary.id,
-            summary.image_path.display(),
-            summary.image_bytes as f64 / (1 << 20) as f64,
-            summary.pages_written,
-            summary.frozen_ms,
-            summary.dump_ms,
-            summary.total_ms,
-            if summary.leave_running || summary.pre_dump { "; still running" } else { "; stopped" }
-        );
+            "; stopped"
+        }
+    );
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("{text}");
+    } else {
+        crate::debug!("{text}");
     }
     Ok(0)
 }

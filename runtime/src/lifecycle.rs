@@ -76,6 +76,14 @@ impl Drop for Undo {
 }
 
 pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
+    let t0 = std::time::Instant::now();
+    let t = |what: &str| {
+        crate::debug!(
+            "create {}: {what} at {:.2} ms",
+            o.id,
+            t0.elapsed().as_secs_f64() * 1000.0
+        )
+    };
     let dir = crate::spec::bundle_dir(o.bundle.as_deref())?;
     let bundle = Bundle::load(&dir)?;
     let spec = &bundle.spec;
@@ -115,6 +123,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
         cgroup.apply(r)?;
     }
 
+    t("cgroup ready");
     let fifo_path = entry.path(EXEC_FIFO);
     nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))
         .with_context(|| format!("cannot create {}", fifo_path.display()))?;
@@ -178,6 +187,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     undo.child = Some(pid);
+    t("cloned");
     for b in back {
         b()?;
     }
@@ -198,8 +208,11 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
                 hooks::run(spec, Kind::CreateRuntime, &st)?;
                 send_msg(parent_sync.as_raw_fd(), &Msg::HooksDone)?;
             }
-            Some(Msg::Ready) => break,
-            Some(Msg::Error(e)) => return Err(anyhow!("{e}")),
+            Some(Msg::Ready) => {
+                t("init ready");
+                break;
+            }
+            Some(Msg::Error(e)) => return Err(anyhow!("unable to start container process: {e}")),
             Some(m) => bail!("unexpected message from the container init: {m:?}"),
             None => bail!("the container init exited during setup"),
         }
@@ -239,6 +252,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
     if let Some(p) = &o.pid_file {
         write_pid_file(p, pid)?;
     }
+    t("recorded");
     let entry = undo.disarm();
     Ok(Created {
         container: Container { entry, state },

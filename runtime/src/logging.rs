@@ -51,7 +51,11 @@ pub fn debug_enabled() -> bool {
 }
 
 fn line(format: Format, level: &str, msg: &str) -> String {
-    let time = rfc3339(SystemTime::now());
+    let time = if level == "debug" {
+        crate::timefmt::rfc3339_nanos(SystemTime::now())
+    } else {
+        rfc3339(SystemTime::now())
+    };
     match format {
         Format::Json => {
             let v = serde_json::json!({ "level": level, "msg": msg, "time": time });

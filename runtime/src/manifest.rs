@@ -190,12 +190,14 @@ impl Manifest {
 /// A stable digest of what the images depend on in config.json.
 pub fn config_digest(spec: &oci_spec::runtime::Spec) -> String {
     let v = serde_json::to_value(spec).unwrap_or_default();
-    let mounts: Vec<serde_json::Value> = v["mounts"]
+    // A set: engines (podman) write the same mounts in another order each time.
+    let mut mounts: Vec<String> = v["mounts"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(|m| serde_json::json!([m["destination"], m["type"]]))
+        .map(|m| serde_json::json!([m["destination"], m["type"]]).to_string())
         .collect();
+    mounts.sort();
     let nss: Vec<serde_json::Value> = v["linux"]["namespaces"]
         .as_array()
         .into_iter()

@@ -46,6 +46,8 @@ impl Args {
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<i32> {
-    lifecycle::create(&g.store, &a.opts(g, false))?;
+    // runc's wording, which engines show and match on.
+    lifecycle::create(&g.store, &a.opts(g, false))
+        .map_err(|e| e.context("runtime create failed"))?;
     Ok(0)
 }

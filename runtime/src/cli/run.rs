@@ -18,7 +18,8 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<i32> {
-    let created = lifecycle::create(&g.store, &a.create.opts(g, !a.detach))?;
+    let created = lifecycle::create(&g.store, &a.create.opts(g, !a.detach))
+        .map_err(|e| e.context("runtime run failed"))?;
     if let Err(e) = lifecycle::start(&created.container) {
         let _ = created.container.destroy();
         return Err(e);
@@ -33,7 +34,9 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<i32> {
     let relay = created
         .pty
         .map(|m| std::thread::spawn(move || crate::tty::relay(&m)));
+    crate::debug!("run {id}: started");
     let code = spawn::supervise(pid, &created.pidfd)?;
+    crate::debug!("run {id}: exited");
     if let Some(r) = relay {
         let _ = r.join();
     }
@@ -44,5 +47,6 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<i32> {
             Err(e) => return Err(e),
         }
     }
+    crate::debug!("run {id}: deleted");
     Ok(code)
 }
