@@ -110,7 +110,7 @@ pub fn run(g: &Global, a: &CheckpointArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
+pub fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
     let start = Instant::now();
     let c = Container::load(&g.store, &a.id)?;
     let status = c.status();

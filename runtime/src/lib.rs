@@ -17,6 +17,7 @@ pub mod hooks;
 pub mod lifecycle;
 pub mod logging;
 pub mod manifest;
+pub mod migrate;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;

@@ -77,7 +77,87 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     })
 }
 
+/// `restore --check`: can this host restore `a.id` from its bundle? Prints
+/// `{"ok":..,"criu":"x.y.z","problems":[..]}`; exit 1 when not.
+fn check(g: &Global, a: &RestoreArgs) -> Result<i32> {
+    let mut problems = Vec::new();
+    let dir = crate::spec::bundle_dir(a.bundle.as_deref())?;
+    match Bundle::load(&dir) {
+        Err(e) => problems.push(format!("{e:#}")),
+        Ok(b) => {
+            for m in b.spec.mounts().iter().flatten() {
+                let bind = m.typ().as_deref() == Some("bind")
+                    || m.options()
+                        .iter()
+                        .flatten()
+                        .any(|o| o == "bind" || o == "rbind");
+                if bind {
+                    let src = mounts::bind_source(&b.dir, m)?;
+                    if !src.exists() {
+                        problems.push(format!(
+                            "bind mount source {} (for {}) does not exist on this host",
+                            src.display(),
+                            m.destination().display()
+                        ));
+                    }
+                }
+            }
+            for ns in b
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.namespaces().clone())
+                .unwrap_or_default()
+            {
+                if let Some(p) = ns.path().as_ref().filter(|p| !p.exists()) {
+                    problems.push(format!(
+                        "{} namespace {} does not exist on this host",
+                        ns.typ(),
+                        p.display()
+                    ));
+                }
+            }
+        }
+    }
+    if g.store.dir(&a.id).exists() {
+        problems.push(format!(
+            "a container \"{}\" already exists under {}",
+            a.id,
+            g.store.root().display()
+        ));
+    }
+    let probe = g
+        .store
+        .root()
+        .join(format!(".check-{}", std::process::id()));
+    match fs::create_dir_all(&probe) {
+        Ok(()) => {
+            let _ = fs::remove_dir(&probe);
+        }
+        Err(e) => problems.push(format!(
+            "state directory {} is not writable: {e}",
+            g.store.root().display()
+        )),
+    }
+    let criu = match crate::criu::version(&criu_plan::criu_path(g.criu.as_deref())) {
+        Ok((a, b, c)) => format!("{a}.{b}.{c}"),
+        Err(e) => {
+            problems.push(format!("criu: {e:#}"));
+            String::new()
+        }
+    };
+    let ok = problems.is_empty();
+    println!(
+        "{}",
+        serde_json::json!({ "ok": ok, "criu": criu, "problems": problems })
+    );
+    Ok(if ok { 0 } else { 1 })
+}
+
 pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
+    if a.check {
+        return check(g, a);
+    }
     let start = Instant::now();
     let dir = crate::spec::bundle_dir(a.bundle.as_deref())?;
     let bundle = Bundle::load(&dir)?;

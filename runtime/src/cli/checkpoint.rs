@@ -3,7 +3,7 @@
 use super::Global;
 use std::path::PathBuf;
 
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct Args {
     /// Directory for the images (default: <bundle>/checkpoint)
     #[arg(long, value_name = "DIR")]

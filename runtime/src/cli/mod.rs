@@ -13,6 +13,7 @@ mod exec;
 mod features;
 mod kill;
 mod list;
+pub mod migrate;
 mod pause;
 mod ps;
 pub mod restore;
@@ -23,6 +24,7 @@ mod state;
 mod update;
 
 pub use checkpoint::Args as CheckpointArgs;
+pub use migrate::Args as MigrateArgs;
 pub use restore::Args as RestoreArgs;
 
 pub const DEFAULT_ROOT: &str = "/run/runtime";
@@ -106,6 +108,8 @@ pub enum Command {
     Checkpoint(checkpoint::Args),
     /// Bring a checkpointed container back from its images
     Restore(restore::Args),
+    /// Move a running container to another host that sees the same bundle
+    Migrate(migrate::Args),
 }
 
 /// Options every command may need.
@@ -140,6 +144,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Update(a) => update::run(&g, a),
         Command::Checkpoint(a) => checkpoint::run(&g, a),
         Command::Restore(a) => restore::run(&g, a),
+        Command::Migrate(a) => migrate::run(&g, a),
     }
 }
 

@@ -3,7 +3,7 @@
 use super::Global;
 use std::path::PathBuf;
 
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct Args {
     /// Return once the container runs
     #[arg(short, long)]
@@ -59,6 +59,10 @@ pub struct Args {
     /// LSM mount context for the restored mounts
     #[arg(long, value_name = "CONTEXT")]
     pub lsm_mount_context: Option<String>,
+    /// Only check that this host can restore ID from the bundle (config, bind-mount sources,
+    /// namespace paths, a free id and a writable --root, CRIU) and print the findings as JSON
+    #[arg(long)]
+    pub check: bool,
     /// Container id
     pub id: String,
 }
