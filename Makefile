@@ -8,7 +8,7 @@ HOST_TARGET := $(shell rustc -vV | sed -n 's/^host: //p')
 RUNTIME_BIN ?= $(CURDIR)/target/release/runtime
 export RUNTIME_BIN
 
-.PHONY: all build setup test unit integration integration-engines examples bench lint fmt clean
+.PHONY: all build setup test unit integration integration-engines integration-migration examples bench lint fmt clean
 
 all: build
 
@@ -37,6 +37,11 @@ integration: build
 
 integration-engines: build
 	./integration/engines/run.sh
+
+# Live migration on a two-host bed of network namespaces (integration/migration/README.md): runc,
+# $(RUNTIME_BIN) by hand, and $(RUNTIME_BIN) migrate. `integration` runs it too (its run.sh).
+integration-migration: build
+	./integration/migration/run.sh
 
 bench: build examples
 	$(CARGO) run --release -p runtime-bench -- --runtime $(RUNTIME_BIN)

@@ -179,7 +179,17 @@ pub fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
 
     let pid = c.state.pid;
     crate::debug!("checkpoint {}: frozen in {freeze_ms:.2} ms", a.id);
-    let tmpfs = archive_tmpfs(&spec, pid, &tmp)?;
+    // With --compress, CRIU and the tmpfs archives write to a local directory and only one
+    // archive reaches the image path: far fewer round trips on NFS/FUSE storage.
+    let dump_dir = if a.compress {
+        let d = c.entry.path("criu-images");
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d)?;
+        d
+    } else {
+        tmp.clone()
+    };
+    let tmpfs = archive_tmpfs(&spec, pid, &dump_dir)?;
     crate::debug!(
         "checkpoint {}: tmpfs archived at {:.2} ms",
         a.id,
@@ -197,7 +207,7 @@ pub fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
     if bare_netns {
         empty_ns = Some(libc::CLONE_NEWNET as u32);
     }
-    let tmp_fd = File::open(&tmp)?;
+    let tmp_fd = File::open(&dump_dir)?;
     let work_fd = File::open(&work)?;
     let terminal = spec
         .process()
@@ -222,6 +232,7 @@ pub fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
         shell_job: Some(a.shell_job),
         ext_unix_sk: Some(a.ext_unix_sk),
         tcp_established: Some(a.tcp_established),
+        tcp_skip_in_flight: a.tcp_skip_in_flight.then_some(true),
         file_locks: Some(a.file_locks),
         auto_dedup: Some(a.auto_dedup),
         empty_ns,
@@ -351,12 +362,14 @@ pub fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
         external_namespaces: ext_ns,
         pre_dump: a.pre_dump,
         bare_netns,
+        criu_run_id: criu_plan::criu_run_id(&work.join("dump.log")),
         files: Default::default(),
         compressed: None,
         program: manifest::program(&spec, &c.state.rootfs),
     };
     if a.compress {
-        compress(&tmp, &mut m)?;
+        compress(&dump_dir, &tmp, &mut m)?;
+        let _ = fs::remove_dir_all(&dump_dir);
     }
     m.record_files(&tmp)?;
     m.save(&tmp)?;
@@ -377,7 +390,19 @@ pub fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
             cg.thaw()?;
         }
     } else {
+        let run_id = m.criu_run_id.clone();
         c.destroy()?;
+        // CRIU's network lock stays in a namespace it does not own: remove it, or it
+        // drops every packet there (a later restore onto this host would be unreachable).
+        if let (true, Some(ns)) = (a.tcp_established, criu_plan::netns_path(&spec)) {
+            if let Err(e) = crate::nftables::remove_criu_lock(&ns, &run_id) {
+                crate::warn!(
+                    "container \"{}\": cannot remove CRIU's network lock in {}: {e:#}",
+                    a.id,
+                    ns.display()
+                );
+            }
+        }
     }
     Ok(Summary {
         id: a.id.clone(),
@@ -448,25 +473,19 @@ fn archive_tmpfs(
     Ok(out)
 }
 
-/// `--compress`: replaces CRIU's images in `dir` with one zstd-compressed tar.
-fn compress(dir: &Path, m: &mut Manifest) -> Result<()> {
+/// `--compress`: CRIU's images and the tmpfs archives of `from` as one zstd-compressed
+/// tar in `to`.
+fn compress(from: &Path, to: &Path, m: &mut Manifest) -> Result<()> {
     let name = "images.tar.zst".to_string();
-    let out = File::create(dir.join(&name))?;
-    let enc = zstd::Encoder::new(out, 3)?;
-    let mut b = tar::Builder::new(enc);
-    let mut moved = Vec::new();
-    for e in fs::read_dir(dir)? {
+    let out = File::create(to.join(&name))?;
+    let mut b = tar::Builder::new(zstd::Encoder::new(out, 3)?);
+    for e in fs::read_dir(from)? {
         let e = e?;
-        let n = e.file_name().to_string_lossy().into_owned();
-        if n.ends_with(".img") {
-            b.append_path_with_name(e.path(), &n)?;
-            moved.push(e.path());
+        if e.file_type()?.is_file() {
+            b.append_path_with_name(e.path(), e.file_name())?;
         }
     }
     b.into_inner()?.finish()?.sync_all()?;
-    for p in moved {
-        fs::remove_file(p)?;
-    }
     m.compressed = Some(name);
     Ok(())
 }

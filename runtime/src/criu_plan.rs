@@ -174,64 +174,10 @@ pub fn bare_netns(pid: i32) -> bool {
         && !has_nft_tables(pid).unwrap_or(true)
 }
 
-/// Asks the kernel (netfilter netlink, in the namespace of `pid`) whether any nftables
-/// table exists there.
+/// Does the network namespace of `pid` hold any nftables table?
 fn has_nft_tables(pid: i32) -> Result<bool> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    const NFNL_SUBSYS_NFTABLES: u16 = 10;
-    const NFT_MSG_GETTABLE: u16 = 1;
-    const NFT_MSG_NEWTABLE: u16 = 0;
-    let theirs = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
-    let ours = std::fs::File::open("/proc/self/ns/net")?;
-    nix::sched::setns(&theirs, nix::sched::CloneFlags::CLONE_NEWNET)?;
-    // SAFETY: a netlink socket created in the container's netns; we go back at once.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_NETFILTER,
-        )
-    };
-    nix::sched::setns(&ours, nix::sched::CloneFlags::CLONE_NEWNET)?;
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
-    // SAFETY: the fd we just created.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    // nlmsghdr (16 bytes) + nfgenmsg (4 bytes: family, version, res_id).
-    let mut req = [0u8; 20];
-    req[0..4].copy_from_slice(&20u32.to_ne_bytes());
-    req[4..6].copy_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE).to_ne_bytes());
-    req[6..8].copy_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16).to_ne_bytes());
-    // SAFETY: send/recv on our socket with local buffers.
-    if unsafe { libc::send(sock.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) } < 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
-    let mut buf = vec![0u8; 16384];
-    loop {
-        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
-        let mut off = 0usize;
-        while off + 16 <= n as usize {
-            let len = u32::from_ne_bytes(buf[off..off + 4].try_into()?) as usize;
-            let typ = u16::from_ne_bytes(buf[off + 4..off + 6].try_into()?);
-            if typ == libc::NLMSG_DONE as u16 {
-                return Ok(false);
-            }
-            if typ == libc::NLMSG_ERROR as u16 {
-                bail!("netfilter netlink error");
-            }
-            if typ == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE {
-                return Ok(true);
-            }
-            if len < 16 {
-                bail!("bad netlink message");
-            }
-            off += (len + 3) & !3;
-        }
-    }
+    let ns = PathBuf::from(format!("/proc/{pid}/ns/net"));
+    Ok(!crate::nftables::tables(&ns, 0)?.is_empty())
 }
 
 /// Brings `lo` up in the network namespace of `pid` (a bare namespace comes back down).
@@ -242,6 +188,25 @@ pub fn loopback_up_in(pid: i32) -> Result<()> {
     let r = crate::namespaces::loopback_up();
     nix::sched::setns(&ours, nix::sched::CloneFlags::CLONE_NEWNET)?;
     r
+}
+
+/// The run id CRIU logged (the last "CRIU run id = " line: its worker's, which names the
+/// network lock table).
+pub fn criu_run_id(log: &Path) -> String {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .take(5)
+        .filter_map(|l| l.split("CRIU run id = ").nth(1))
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// The network namespace path of the config, if given by path.
+pub fn netns_path(spec: &Spec) -> Option<PathBuf> {
+    crate::spec::namespace(spec, LinuxNamespaceType::Network).flatten()
 }
 
 /// CRIU's `external` key of a namespace given by path in the config.

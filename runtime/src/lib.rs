@@ -20,6 +20,7 @@ pub mod manifest;
 pub mod migrate;
 pub mod mounts;
 pub mod namespaces;
+pub mod nftables;
 pub mod process;
 pub mod restore;
 pub mod rootfs;

@@ -43,6 +43,9 @@ pub struct Manifest {
     pub external_mounts: Vec<ExternalMount>,
     /// Namespaces CRIU saw as external ("net" / "pid"), keyed as CRIU's `external` keys.
     pub external_namespaces: BTreeMap<String, String>,
+    /// CRIU's run id of the dump: its network lock table is named after it.
+    #[serde(default)]
+    pub criu_run_id: String,
     /// The private network namespace was bare (only lo) and checkpointed empty: restore
     /// makes a fresh one and brings lo up.
     #[serde(default)]

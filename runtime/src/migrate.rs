@@ -240,6 +240,10 @@ fn migrate(g: &Global, a: &MigrateArgs) -> Result<Report> {
         image_path: Some(image.clone()),
         work_path: a.work_path.clone(),
         tcp_established: !a.no_tcp_established,
+        // A service under load always has connections mid-handshake: skip them.
+        tcp_skip_in_flight: !a.no_tcp_established,
+        // One archive on the shared storage instead of dozens of small files.
+        compress: true,
         id: a.id.clone(),
         ..CheckpointArgs::default()
     };

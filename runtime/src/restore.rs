@@ -33,6 +33,11 @@ struct Undo {
     cgroup: Option<CgroupPaths>,
     mounts: Vec<PathBuf>,
     pid: Option<i32>,
+    /// Set once prestart/createRuntime hooks ran: poststop undoes what they did (e.g. a
+    /// service IP claimed on this host), as runc's destroy does.
+    poststop: Option<(Spec, String, PathBuf)>,
+    /// CRIU's network lock to remove from a namespace given by path (run id, netns).
+    lock: Option<(String, PathBuf)>,
 }
 
 impl Undo {
@@ -62,6 +67,15 @@ impl Drop for Undo {
                 }
             }
             let _ = cg.destroy();
+        }
+        if let Some((spec, id, bundle)) = &self.poststop {
+            let st = hooks::state_json(spec, id, "stopped", 0, bundle);
+            if let Err(e) = hooks::run(spec, Kind::Poststop, &st) {
+                crate::warn!("container \"{id}\": {e:#}");
+            }
+        }
+        if let Some((run_id, ns)) = &self.lock {
+            let _ = crate::nftables::remove_criu_lock(ns, run_id);
         }
         if let Some(e) = &self.entry {
             let _ = e.remove();
@@ -203,6 +217,8 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
         cgroup: None,
         mounts: Vec::new(),
         pid: None,
+        poststop: None,
+        lock: None,
     };
     let entry = undo.entry.as_ref().expect("just set");
     state::write_atomic(&entry.path(CONFIG_FILE), &serde_json::to_vec(spec)?)?;
@@ -225,6 +241,8 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
     bind_private(&bundle.rootfs, &criu_root, true)?;
     undo.mounts.push(criu_root.clone());
 
+    // CRIU's images and the tmpfs archives: the image dir, or a local unpacked copy.
+    let images = images_dir(&m, &image, entry)?;
     // External mounts, as this host provides them.
     let mut ext_mnt = Vec::new();
     let restore_ext = criu_plan::external_mounts(spec, &bundle.dir, &cgroup, &Default::default())?;
@@ -244,7 +262,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
             ("cgroup-dir", Some(Source::CgroupDir(d))) => d.clone(),
             ("tmpfs", Some(Source::Tmpfs(_))) => {
                 let staging = entry.path(&format!("tmpfs-{i}"));
-                fill_tmpfs(spec, &m, key, &image, &staging)?;
+                fill_tmpfs(spec, &m, key, &images, &staging)?;
                 undo.mounts.push(staging.clone());
                 staging
             }
@@ -332,7 +350,6 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
     }
 
     let cg_mode = criu_plan::cg_mode(a.manage_cgroups_mode.as_deref())?;
-    let images = images_dir(&m, &image, entry)?;
     let work = match &a.work_path {
         Some(w) => absolute(w)?,
         None => entry.path("criu-work"),
@@ -403,7 +420,11 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
     t("spawning criu");
     let swrk = Swrk::spawn(so)?;
     t("criu started in the cgroup");
+    if let (true, Some(ns)) = (a.tcp_established, criu_plan::netns_path(spec)) {
+        undo.lock = Some((m.criu_run_id.clone(), ns));
+    }
     let mut restored_pid = None;
+    let mut hooks_ran = false;
     let mut pty_master: Option<OwnedFd> = None;
     let (id, bundle_dir) = (a.id.clone(), bundle.dir.clone());
     let mut notify = |script: &str, pid: i32, mut fds: Vec<OwnedFd>| -> Result<()> {
@@ -413,6 +434,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
                     criu_plan::loopback_up_in(pid)?;
                 }
                 let st = hooks::state_json(spec, &id, "creating", pid, &bundle_dir);
+                hooks_ran = true;
                 hooks::run(spec, Kind::Prestart, &st)?;
                 hooks::run(spec, Kind::CreateRuntime, &st)?;
             }
@@ -441,6 +463,9 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
                 image.display()
             )
         });
+    if hooks_ran {
+        undo.poststop = Some((spec.clone(), a.id.clone(), bundle.dir.clone()));
+    }
     let pid = match resp {
         Ok(r) => r.restore.map(|r| r.pid).or(restored_pid),
         Err(e) => {
@@ -497,6 +522,8 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
     let entry = undo.entry.take().expect("entry present");
     undo.cgroup = None;
     undo.pid = None;
+    undo.poststop = None;
+    undo.lock = None;
     if a.detach {
         return Ok(0);
     }

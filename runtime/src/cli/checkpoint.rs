@@ -20,6 +20,10 @@ pub struct Args {
     /// Allow established TCP connections
     #[arg(long)]
     pub tcp_established: bool,
+    /// Skip TCP connections still in the handshake (not yet accepted): a busy service
+    /// dumps reliably; those clients retry
+    #[arg(long)]
+    pub tcp_skip_in_flight: bool,
     /// Allow external unix sockets
     #[arg(long)]
     pub ext_unix_sk: bool,
