@@ -12,7 +12,7 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS=(
   build-essential pkg-config git ca-certificates curl
   libseccomp-dev busybox-static zstd tar jq
-  iproute2 iptables iputils-arping sshfs openssh-server openssh-client fuse3 psmisc procps
+  iproute2 iptables nftables iputils-arping sshfs openssh-server openssh-client fuse3 psmisc procps curl
   runc crun podman containerd
   hyperfine
 )
@@ -63,11 +63,12 @@ SRC
   log "criu $(/usr/local/sbin/criu --version | head -n1) installed in /usr/local/sbin"
 fi
 
-# podman needs to know the runtime by name to pass it --log-format json (engine-calls.md).
-mkdir -p /etc/containers
-if ! grep -qs 'runtime_supports_json' /etc/containers/containers.conf; then
-  :
+# CRIU's lazy page server sizes its pipes past the default fs.pipe-max-size (1 MiB), which
+# needs CAP_SYS_RESOURCE; root here lacks it: raise the limit (and keep it across reboots).
+if [ "$(cat /proc/sys/fs/pipe-max-size)" -lt 4194304 ]; then
+  sysctl -q -w fs.pipe-max-size=4194304
 fi
+echo 'fs.pipe-max-size = 4194304' > /etc/sysctl.d/60-runtime-criu.conf
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust with rustup" >&2; exit 1; }
 log "done"

@@ -51,7 +51,10 @@ host_prefix() {
   case $h in
     A | B)
       p=$(holder_pid "$h") || die "host $h is not up (no holder process): run bed.sh up"
-      exec_in=(nsenter -t "$p" -m -n --)
+      # The host's own cgroup too: the hosts share one kernel, and containers with a
+      # relative cgroupsPath must not share cgroups across hosts (a lazy migration has the
+      # container on both at once, frozen on the source).
+      exec_in=(nsenter -t "$p" -m -n -- "$BED_DIR/in-cgroup.sh" "$h")
       ;;
     storage | client | bridge) exec_in=(nsenter "--net=$(netns_path "$(ns_of "$h")")" --) ;;
     *) die "unknown host $h (A, B, storage, client, bridge)" ;;
@@ -240,9 +243,35 @@ verify_host() {
   done
 }
 
+# Writes the wrapper host_prefix runs A's and B's commands through: it joins the host's
+# cgroup (/mig-bed-host/<HOST> in every v1 hierarchy, or the v2 tree) and execs the command.
+write_cgroup_wrapper() {
+  cat >"$BED_DIR/in-cgroup.sh" <<'SH'
+#!/bin/sh
+# in-cgroup.sh HOST CMD...: run CMD in host HOST's cgroup (made by migration bed.sh).
+h=$1
+shift
+for d in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
+  [ -f "$d/cgroup.procs" ] || continue
+  case $d in */unified/) continue ;; esac
+  [ "$d" = /sys/fs/cgroup/ ] && [ -d /sys/fs/cgroup/unified ] && continue
+  for sub in mig-bed-host "mig-bed-host/$h"; do
+    mkdir -p "$d$sub" || exit 1
+    for f in cpuset.cpus cpuset.mems; do
+      [ -f "$d$sub/$f" ] && [ -z "$(cat "$d$sub/$f")" ] && cat "$(dirname "$d$sub")/$f" >"$d$sub/$f"
+    done
+  done
+  echo $$ >"$d/mig-bed-host/$h/cgroup.procs" || exit 1
+done
+exec "$@"
+SH
+  chmod 0755 "$BED_DIR/in-cgroup.sh"
+}
+
 up() {
   need_tools
   mkdir -p "$BED_DIR" "$SHARED"
+  write_cgroup_wrapper
   net_up
   [ "$STORAGE" != sshfs ] || sshd_up
   local h
@@ -301,12 +330,13 @@ down() {
   local n
   for n in $(bed_netns | grep -v "^$(ns_of bridge)\$"); do ip netns del "$n" 2>/dev/null || true; done
   [ -e "$(netns_path "$(ns_of bridge)")" ] && ip netns del "$(ns_of bridge)" 2>/dev/null
-  # 4. Cgroups the bed's containers left (cgroupsPath /mig-bed/<name> in make-bundle.sh), and
-  # any process still in them.
+  # 4. Cgroups the bed's containers left (relative cgroupsPath mig-bed/<name> under each
+  # host's /mig-bed-host/<HOST>, see make-bundle.sh), and any process still in them.
   local d
-  { cat /sys/fs/cgroup/*/mig-bed/*/cgroup.procs /sys/fs/cgroup/unified/mig-bed/*/cgroup.procs 2>/dev/null || true; } |
+  { find /sys/fs/cgroup/*/mig-bed-host /sys/fs/cgroup/unified/mig-bed /sys/fs/cgroup/*/mig-bed \
+      -name cgroup.procs -exec cat {} + 2>/dev/null || true; } |
     sort -u | while read -r p; do kill -9 "$p" 2>/dev/null || true; done
-  for d in /sys/fs/cgroup/*/mig-bed /sys/fs/cgroup/unified/mig-bed; do
+  for d in /sys/fs/cgroup/*/mig-bed-host /sys/fs/cgroup/*/mig-bed /sys/fs/cgroup/unified/mig-bed; do
     [ -d "$d" ] || continue
     find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done

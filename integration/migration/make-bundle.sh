@@ -63,7 +63,7 @@ hook() { # claim|release SLOT
 # config.json for NAME in SLOT from the example httpd config, edited by the jq program EDIT.
 config() {
   local name=$1 slot=$2 edit=$3
-  jq --arg ns "$HOST_LOCAL/net/$slot" --arg cg "/mig-bed/$name" \
+  jq --arg ns "$HOST_LOCAL/net/$slot" --arg cg "mig-bed/$name" \
     --arg criu "$SHARED/bundles/$name/criu.conf" \
     --argjson claim "$(hook claim "$slot")" --argjson release "$(hook release "$slot")" '
     .linux.namespaces |= map(if .type == "network" then {type: "network", path: $ns} else . end)

@@ -18,7 +18,7 @@
 #             the IP on B): container and IP back on A, and the IP not left on B
 #   criuver   B runs another CRIU (Debian's 3.17 bound over /usr/local/sbin/criu in B's mount
 #             namespace): the move is refused before the freeze, the container stays on A
-# Usage: test.sh [PATH[:migrate]...]     env: KEEP_BED=1 (leave the bed up), LOG_DIR
+# Usage: test.sh [PATH[:migrate|:migrate-lazy]...]     env: KEEP_BED=1 (leave the bed up), LOG_DIR
 # shellcheck source-path=SCRIPTDIR
 set -uo pipefail
 
@@ -38,10 +38,11 @@ else
   rb=${RUNTIME_BIN:-$REPO/target/release/runtime}
   if [ "$rb" != /usr/sbin/runc ]; then
     BINS+=("$rb")
-    "$rb" migrate --help >/dev/null 2>&1 && BINS+=("$rb:migrate")
+    "$rb" migrate --help >/dev/null 2>&1 && BINS+=("$rb:migrate" "$rb:migrate-lazy")
   fi
 fi
 
+host_ip() { case $1 in A) echo "$IP_A" ;; B) echo "$IP_B" ;; esac; }
 log() { printf '[test %s] %s\n' "$(date +%T)" "$*" >&2; }
 now_ms() { local t=$EPOCHREALTIME; echo $((${t%.*} * 1000 + 10#${t#*.} / 1000)); }
 # Runs CMD on HOST with a timeout (inside the host, so the command itself is stopped).
@@ -247,9 +248,12 @@ migrate_step() {
     prefix=$("$BED" prefix "$to") || { M_PHASE=bed M_ERR="no prefix for host $to"; return 1; }
     port=$([ "$slot" = web ] && echo 8080 || echo 9000)
     M_FREEZE=$(now_ms)
+    local lazy=()
+    # Lazy (post-copy): the target pulls memory pages from the source's page server.
+    [ "$STRATEGY" = lazy ] && lazy=(--strategy lazy --page-server "$(host_ip "$from"):27500")
     rt "$from" 120 migrate --to "exec:$prefix" --target-root "$STATE" --image-path "$img" \
       --work-path "$work" --target-work-path "$work" --probe "tcp:${SVC_IP[$slot]}:$port" --json \
-      "$id" </dev/null >"$out_file" 2>&1
+      "${lazy[@]}" "$id" </dev/null >"$out_file" 2>&1
     local rc=$?
     M_DONE=$(now_ms)
     M_TOTAL_MS=$((M_DONE - M_FREEZE))
@@ -696,13 +700,18 @@ reset_slots() {
   done
 }
 
-run_one() { # PATH[:migrate]
-  BIN=${1%:migrate}
+run_one() { # PATH[:migrate|:migrate-lazy]
+  BIN=${1%:migrate*}
   L=$(basename "$BIN")
   MODE=manual
+  STRATEGY=plain
   if [ "$1" != "$BIN" ]; then
     MODE=runtime
     L+=+migrate
+    if [ "${1##*:}" = migrate-lazy ]; then
+      STRATEGY=lazy
+      L+=-lazy
+    fi
   fi
   LABELS+=("$L")
   STATE="$HOST_LOCAL/state/$L"

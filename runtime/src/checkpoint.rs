@@ -31,6 +31,8 @@ pub struct Summary {
     pub image_path: PathBuf,
     pub leave_running: bool,
     pub pre_dump: bool,
+    /// When the freeze started, from the start of the checkpoint.
+    pub freeze_start_ms: f64,
     /// Time to freeze the cgroup (ours, before CRIU).
     pub freeze_ms: f64,
     /// From the start of our freeze to the end of CRIU's dump: the container's downtime
@@ -60,10 +62,16 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 struct Rollback {
     tmp: Option<PathBuf>,
     thaw: Option<crate::cgroups::CgroupPaths>,
+    /// CRIU's network lock in a namespace given by path (netns, dump.log naming the run):
+    /// a CRIU that was stopped (lazy migration) cannot lift it itself.
+    lock: Option<(PathBuf, PathBuf)>,
 }
 
 impl Drop for Rollback {
     fn drop(&mut self) {
+        if let Some((ns, log)) = &self.lock {
+            let _ = crate::nftables::remove_criu_lock(ns, &criu_plan::criu_run_id(log));
+        }
         if let Some(cg) = &self.thaw {
             let _ = cg.thaw();
         }
@@ -110,7 +118,20 @@ pub fn run(g: &Global, a: &CheckpointArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Called in lazy mode once the images are in place while CRIU still serves the memory
+/// pages (a migration restores on the target here). An error aborts the dump: CRIU is
+/// stopped and the container goes on running here.
+pub type OnReady<'a> = Box<dyn FnOnce(&Path) -> Result<()> + Send + 'a>;
+
 pub fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
+    checkpoint_with(g, a, None)
+}
+
+pub fn checkpoint_with(
+    g: &Global,
+    a: &CheckpointArgs,
+    on_ready: Option<OnReady>,
+) -> Result<Summary> {
     let start = Instant::now();
     let c = Container::load(&g.store, &a.id)?;
     let status = c.status();
@@ -127,6 +148,7 @@ pub fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
     }
     if a.lazy_pages {
         criu::require_features(&criu_bin, false, true)?;
+        check_pipe_max_size()?;
     }
     let cg_mode = criu_plan::cg_mode(a.manage_cgroups_mode.as_deref())?;
     let mut empty_ns = criu_plan::empty_ns(&a.empty_ns)?;
@@ -152,6 +174,7 @@ pub fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
     let mut rollback = Rollback {
         tmp: Some(tmp.clone()),
         thaw: None,
+        lock: None,
     };
     let work = match &a.work_path {
         Some(w) => {
@@ -237,7 +260,6 @@ pub fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
         auto_dedup: Some(a.auto_dedup),
         empty_ns,
         lazy_pages: a.lazy_pages.then_some(true),
-        status_fd: a.status_fd,
         track_mem: a.pre_dump.then_some(true),
         parent_img: a
             .parent_path
@@ -299,48 +321,6 @@ pub fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
     so.stdout = Some(Stdio::null());
     so.stderr = Some(Stdio::null());
     so.log_path = Some(work.join("dump.log"));
-    let mut extra = Vec::new();
-    if let Some(fd) = a.status_fd {
-        // CRIU writes to the status fd itself: hand it over under the same number.
-        let dup = nix::unistd::dup(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
-            .with_context(|| format!("--status-fd {fd} is not an open fd"))?;
-        extra.push((fd, dup));
-    }
-    so.extra_fds = extra;
-    let dump_start = Instant::now();
-    let swrk = Swrk::spawn(so)?;
-    let typ = if a.pre_dump {
-        CriuReqType::PreDump
-    } else {
-        CriuReqType::Dump
-    };
-    let mut notify = |_: &str, _: i32, _: Vec<OwnedFd>| -> Result<()> { Ok(()) };
-    swrk.request(CriuReq::with_opts(typ, opts), &mut notify)
-        .with_context(|| {
-            format!(
-                "cannot checkpoint container \"{}\" (it is still running)",
-                a.id
-            )
-        })?;
-    let dump_ms = ms(dump_start.elapsed());
-    crate::debug!(
-        "checkpoint {}: criu done at {:.2} ms",
-        a.id,
-        ms(start.elapsed())
-    );
-    let frozen_ms = ms(freeze_start.elapsed());
-    drop(tmp_fd);
-    drop(work_fd);
-
-    let stats = criu::read_dump_stats(&work).unwrap_or_default();
-    if a.work_path.is_none() {
-        // runc leaves dump.log beside the images; so do we.
-        for f in ["dump.log", "stats-dump"] {
-            let _ = fs::copy(work.join(f), tmp.join(f));
-        }
-    }
-    let descriptors = serde_json::to_vec(&c.state.stdio)?;
-    fs::write(tmp.join(manifest::DESCRIPTORS), descriptors)?;
     let mut m = Manifest {
         version: manifest::MANIFEST_VERSION,
         runtime: format!("runtime {}", env!("CARGO_PKG_VERSION")),
@@ -362,28 +342,118 @@ pub fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
         external_namespaces: ext_ns,
         pre_dump: a.pre_dump,
         bare_netns,
-        criu_run_id: criu_plan::criu_run_id(&work.join("dump.log")),
+        criu_run_id: String::new(),
         files: Default::default(),
         compressed: None,
         program: manifest::program(&spec, &c.state.rootfs),
     };
-    if a.compress {
-        compress(&dump_dir, &tmp, &mut m)?;
-        let _ = fs::remove_dir_all(&dump_dir);
+    let fin = Finish {
+        m: &mut m,
+        dump_log: work.join("dump.log"),
+        dump_dir: &dump_dir,
+        tmp: &tmp,
+        image: &image,
+        compress: a.compress,
+    };
+    if let (true, Some(ns)) = (a.tcp_established, criu_plan::netns_path(&spec)) {
+        rollback.lock = Some((ns, work.join("dump.log")));
     }
-    m.record_files(&tmp)?;
-    m.save(&tmp)?;
-    let image_bytes = m.files.values().sum();
-    install(&tmp, &image)?;
+    let dump_start = Instant::now();
+    let swrk = Swrk::spawn(so)?;
+    let typ = if a.pre_dump {
+        CriuReqType::PreDump
+    } else {
+        CriuReqType::Dump
+    };
+    let request = CriuReq::with_opts(typ, opts);
+    let what = || {
+        format!(
+            "cannot checkpoint container \"{}\" (it is still running)",
+            a.id
+        )
+    };
+    let image_bytes = if a.lazy_pages {
+        // Lazy: the images (all but memory) are installed when CRIU reports the page server
+        // ready; the target restores while CRIU serves it the pages.
+        let criu_pid = swrk.pid() as i32;
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let status_fd = a.status_fd;
+        let image_ref: &Path = &image;
+        std::thread::scope(|scope| -> Result<u64> {
+            // Ok(None): CRIU ended before its page server was ready (its error tells why).
+            let worker = scope.spawn(move || -> Result<Option<u64>> {
+                if rx.recv().is_err() {
+                    return Ok(None);
+                }
+                let r = fin.run().and_then(|bytes| {
+                    if let Some(fd) = status_fd {
+                        // SAFETY: writing one byte to the fd the caller named.
+                        unsafe { libc::write(fd, c"".as_ptr().cast(), 1) };
+                    }
+                    if let Some(f) = on_ready {
+                        f(image_ref)?;
+                    }
+                    Ok(Some(bytes))
+                });
+                if r.is_err() {
+                    // Stop serving: CRIU lets go of the tasks, which run on here.
+                    // SAFETY: signalling our own CRIU child.
+                    unsafe { libc::kill(criu_pid, libc::SIGKILL) };
+                }
+                r
+            });
+            let mut notify = move |script: &str, _: i32, _: Vec<OwnedFd>| -> Result<()> {
+                if script == "status-ready" {
+                    let _ = tx.send(());
+                }
+                Ok(())
+            };
+            let dumped = swrk.request(request, &mut notify);
+            drop(notify);
+            let worked = worker
+                .join()
+                .map_err(|_| anyhow!("lazy checkpoint worker panicked"))?;
+            // Without all its pages an installed image is useless: remove it on failure.
+            match (dumped, worked) {
+                (Ok(_), Ok(Some(bytes))) => Ok(bytes),
+                (Ok(_), Ok(None)) => Err(anyhow!("criu never reported its page server ready")),
+                (Err(e), Ok(None)) => Err(e.context(what())),
+                (Err(e), Ok(Some(_))) => {
+                    let _ = fs::remove_dir_all(image_ref);
+                    Err(e.context(format!("{} while serving memory pages", what())))
+                }
+                (_, Err(e)) => {
+                    let _ = fs::remove_dir_all(image_ref);
+                    Err(e.context(what()))
+                }
+            }
+        })?
+    } else {
+        let mut notify = |_: &str, _: i32, _: Vec<OwnedFd>| -> Result<()> { Ok(()) };
+        swrk.request(request, &mut notify).with_context(what)?;
+        fin.run()?
+    };
     rollback.tmp = None;
+    let dump_ms = ms(dump_start.elapsed());
+    let frozen_ms = ms(freeze_start.elapsed());
+    drop(tmp_fd);
+    drop(work_fd);
     crate::debug!(
         "checkpoint {}: installed at {:.2} ms",
         a.id,
         ms(start.elapsed())
     );
+    let stats = criu::read_dump_stats(&work).unwrap_or_default();
+    if a.work_path.is_none() {
+        // runc leaves dump.log beside the images; so do we.
+        for f in ["dump.log", "stats-dump"] {
+            let _ = fs::copy(work.join(f), image.join(f));
+        }
+    }
 
     // The images are safe: now stop the container, or let it run again.
     rollback.thaw = None;
+    rollback.lock = None;
     let leave = a.leave_running || a.pre_dump;
     if leave {
         if status == Status::Running {
@@ -391,7 +461,7 @@ pub fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
         }
     } else {
         let run_id = m.criu_run_id.clone();
-        c.destroy()?;
+        c.destroy_with(!a.poststop_done)?;
         // CRIU's network lock stays in a namespace it does not own: remove it, or it
         // drops every packet there (a later restore onto this host would be unreachable).
         if let (true, Some(ns)) = (a.tcp_established, criu_plan::netns_path(&spec)) {
@@ -409,6 +479,7 @@ pub fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
         image_path: image,
         leave_running: a.leave_running,
         pre_dump: a.pre_dump,
+        freeze_start_ms: ms(freeze_start.duration_since(start)),
         freeze_ms,
         frozen_ms,
         criu_frozen_ms: stats.frozen_time as f64 / 1000.0,
@@ -418,6 +489,55 @@ pub fn checkpoint(g: &Global, a: &CheckpointArgs) -> Result<Summary> {
         image_bytes,
         tmpfs_bytes,
     })
+}
+
+/// CRIU's lazy page server sizes its pipes to ~3.2 MiB; without CAP_SYS_RESOURCE that
+/// needs fs.pipe-max-size at least that large, or every page request fails (EBADF).
+fn check_pipe_max_size() -> Result<()> {
+    const NEEDED: u64 = 4 << 20;
+    let have_cap = caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_RESOURCE,
+    )
+    .unwrap_or(false);
+    let max: u64 = fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    if !have_cap && max < NEEDED {
+        bail!("--lazy-pages: CRIU's page server needs fs.pipe-max-size >= {NEEDED} here (it is {max} and CAP_SYS_RESOURCE is missing): run `sysctl -w fs.pipe-max-size={NEEDED}`");
+    }
+    Ok(())
+}
+
+/// Everything after CRIU wrote its images: descriptors, manifest (with every file's size),
+/// optional compression, and the rename into place. Returns the image size.
+struct Finish<'a> {
+    m: &'a mut Manifest,
+    dump_log: PathBuf,
+    dump_dir: &'a Path,
+    tmp: &'a Path,
+    image: &'a Path,
+    compress: bool,
+}
+
+impl Finish<'_> {
+    fn run(self) -> Result<u64> {
+        fs::write(
+            self.tmp.join(manifest::DESCRIPTORS),
+            serde_json::to_vec(&self.m.stdio)?,
+        )?;
+        self.m.criu_run_id = criu_plan::criu_run_id(&self.dump_log);
+        if self.compress {
+            compress(self.dump_dir, self.tmp, self.m)?;
+            let _ = fs::remove_dir_all(self.dump_dir);
+        }
+        self.m.record_files(self.tmp)?;
+        self.m.save(self.tmp)?;
+        install(self.tmp, self.image)?;
+        Ok(self.m.files.values().sum())
+    }
 }
 
 /// Archives every tmpfs mount of config.json from the frozen container's mount namespace

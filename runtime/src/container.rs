@@ -127,6 +127,11 @@ impl Container {
     /// Kills every process, waits until the cgroup is empty (bounded), removes the cgroup
     /// and the state, and runs poststop hooks.
     pub fn destroy(self) -> Result<()> {
+        self.destroy_with(true)
+    }
+
+    /// `destroy`, with or without the poststop hooks (a lazy migration runs them earlier).
+    pub fn destroy_with(self, run_poststop: bool) -> Result<()> {
         let cg = &self.state.cgroup;
         if self.alive() || !cg.pids().unwrap_or_default().is_empty() {
             for pid in cg.pids().unwrap_or_default() {
@@ -147,7 +152,7 @@ impl Container {
         }
         let spec = self.spec().ok();
         let cg_result = cg.destroy();
-        if let Some(spec) = &spec {
+        if let Some(spec) = spec.as_ref().filter(|_| run_poststop) {
             let state = hooks::state_json(
                 spec,
                 self.id(),

@@ -188,7 +188,12 @@ fn migrate(g: &Global, a: &MigrateArgs) -> Result<Report> {
             }
             bail!("the precopy strategy is not implemented yet: use --strategy plain or lazy");
         }
-        "lazy" => bail!("the lazy strategy is not implemented yet: use --strategy plain"),
+        "lazy" => {
+            if a.page_server.is_none() {
+                bail!("--strategy lazy needs --page-server ADDR:PORT: where the target reaches this host's page server");
+            }
+            crate::criu::require_features(&criu_bin, false, true)?;
+        }
         s => bail!("unknown --strategy {s:?}: plain, lazy or precopy"),
     }
     drop(c); // checkpoint takes the container's lock itself
@@ -236,9 +241,17 @@ fn migrate(g: &Global, a: &MigrateArgs) -> Result<Report> {
     let preflight_ms = ms(start.elapsed());
 
     // 2. Checkpoint here (the container stops here; its poststop hooks release its IP).
+    let lazy = a.strategy == "lazy";
     let ck = CheckpointArgs {
         image_path: Some(image.clone()),
         work_path: a.work_path.clone(),
+        lazy_pages: lazy,
+        page_server: a
+            .page_server
+            .as_ref()
+            .and_then(|p| p.rsplit_once(':'))
+            .map(|(_, port)| format!("0.0.0.0:{port}")),
+        poststop_done: lazy,
         tcp_established: !a.no_tcp_established,
         // A service under load always has connections mid-handshake: skip them.
         tcp_skip_in_flight: !a.no_tcp_established,
@@ -247,14 +260,6 @@ fn migrate(g: &Global, a: &MigrateArgs) -> Result<Report> {
         id: a.id.clone(),
         ..CheckpointArgs::default()
     };
-    let ck_start = Instant::now();
-    let summary = crate::checkpoint::checkpoint(g, &ck)
-        .context("migrate: checkpoint here failed (the container still runs here)")?;
-    let freeze_at = ck_start
-        + Duration::from_secs_f64((summary.total_ms - summary.frozen_ms).max(0.0) / 1000.0);
-    let checkpoint_ms = ms(ck_start.elapsed());
-
-    // 3. Restore there (its prestart hooks claim the IP before the processes run).
     let image_s = image.to_string_lossy().into_owned();
     let mut args = vec![
         rt_s,
@@ -273,26 +278,85 @@ fn migrate(g: &Global, a: &MigrateArgs) -> Result<Report> {
     if let Some(w) = &a.target_work_path {
         args.extend(["--work-path".into(), w.to_string_lossy().into_owned()]);
     }
-    args.push(a.id.clone());
-    let r_start = Instant::now();
-    if let Err(e) = target.run(&args) {
-        let back = RestoreArgs {
-            detach: true,
-            bundle: Some(bundle.clone()),
-            image_path: Some(image.clone()),
-            tcp_established: !a.no_tcp_established,
-            id: a.id.clone(),
-            ..RestoreArgs::default()
-        };
-        return match crate::restore::run(g, &back) {
-            Ok(_) => Err(anyhow!("migrate: restore on the target failed: {e:#}; the container was restored here again from {image_s}")),
-            Err(e2) => Err(anyhow!(
-                "migrate: restore on the target failed: {e:#}; restoring here again failed too: {e2:#}; the checkpoint is intact in {image_s}"
-            )),
-        };
+    if lazy {
+        args.extend([
+            "--lazy-pages".into(),
+            "--page-server".into(),
+            a.page_server.clone().unwrap_or_default(),
+        ]);
     }
-    let restore_ms = ms(r_start.elapsed());
-    let restored_at = Instant::now();
+    args.push(a.id.clone());
+    // Lifted whenever migrate returns: the container runs on the target, or here again.
+    let _quiesced = Quiesced(quiesce(&bundle, &a.id, g));
+    let ck_start = Instant::now();
+    let mut restore_ms = 0.0;
+    let mut restored_at = None;
+
+    let summary = if lazy {
+        // 2+3 lazy: once everything but memory is saved, the IP leaves here (poststop) and
+        // the target restores while this host's CRIU serves it the pages on demand. If the
+        // target fails, CRIU is stopped, the container goes on here and gets its IP back.
+        let (spec, pid) = {
+            let c = Container::load(&g.store, &a.id)?;
+            (c.spec()?, c.state.pid)
+        };
+        let spec = &spec;
+        let hooks_state =
+            |status: &str| crate::hooks::state_json(spec, &a.id, status, pid, &bundle);
+        let (target, args) = (&target, &args);
+        let (restore_ms, restored_at) = (&mut restore_ms, &mut restored_at);
+        let on_ready: crate::checkpoint::OnReady = Box::new(move |_| {
+            crate::hooks::run(spec, crate::hooks::Kind::Poststop, &hooks_state("stopped"))?;
+            let r_start = Instant::now();
+            match target.run(args) {
+                Ok(_) => {
+                    *restore_ms = ms(r_start.elapsed());
+                    *restored_at = Some(Instant::now());
+                    Ok(())
+                }
+                Err(e) => {
+                    let st = hooks_state("creating");
+                    let back =
+                        crate::hooks::run(spec, crate::hooks::Kind::Prestart, &st).and_then(|_| {
+                            crate::hooks::run(spec, crate::hooks::Kind::CreateRuntime, &st)
+                        });
+                    Err(anyhow!(
+                        "migrate: lazy restore on the target failed: {e:#}; the container goes on running here{}",
+                        back.err().map(|e| format!(" (but its hooks failed: {e:#})")).unwrap_or_default()
+                    ))
+                }
+            }
+        });
+        crate::checkpoint::checkpoint_with(g, &ck, Some(on_ready))?
+    } else {
+        // 2. Checkpoint here (the container stops here; its poststop hooks release its IP).
+        let summary = crate::checkpoint::checkpoint(g, &ck)
+            .context("migrate: checkpoint here failed (the container still runs here)")?;
+        // 3. Restore there (its prestart hooks claim the IP before the processes run).
+        let r_start = Instant::now();
+        if let Err(e) = target.run(&args) {
+            let back = RestoreArgs {
+                detach: true,
+                bundle: Some(bundle.clone()),
+                image_path: Some(image.clone()),
+                tcp_established: !a.no_tcp_established,
+                id: a.id.clone(),
+                ..RestoreArgs::default()
+            };
+            return match crate::restore::run(g, &back) {
+                Ok(_) => Err(anyhow!("migrate: restore on the target failed: {e:#}; the container was restored here again from {image_s}")),
+                Err(e2) => Err(anyhow!(
+                    "migrate: restore on the target failed: {e:#}; restoring here again failed too: {e2:#}; the checkpoint is intact in {image_s}"
+                )),
+            };
+        }
+        restore_ms = ms(r_start.elapsed());
+        restored_at = Some(Instant::now());
+        summary
+    };
+    let checkpoint_ms = ms(ck_start.elapsed()) - if lazy { restore_ms } else { 0.0 };
+    let freeze_at = ck_start + Duration::from_secs_f64(summary.freeze_start_ms / 1000.0);
+    let restored_at = restored_at.unwrap_or_else(Instant::now);
 
     // 4. First answer of the service, if asked to probe it.
     let first_answer = match &a.probe {
@@ -308,12 +372,108 @@ fn migrate(g: &Global, a: &MigrateArgs) -> Result<Report> {
         image_bytes: summary.image_bytes,
         preflight_ms,
         checkpoint_ms,
-        frozen_ms: summary.frozen_ms,
+        // Lazy: CRIU keeps the source frozen while it serves pages; the service was down
+        // only until the target restored.
+        frozen_ms: if lazy {
+            ms(restored_at.saturating_duration_since(freeze_at))
+        } else {
+            summary.frozen_ms
+        },
         restore_ms,
         downtime_ms: ms(end.saturating_duration_since(freeze_at)),
         first_answer_ms: first_answer.map(|t| ms(t.saturating_duration_since(restored_at))),
         total_ms: ms(start.elapsed()),
     })
+}
+
+/// Name of the table that holds new connections off during a migration.
+const QUIESCE_TABLE: &str = "runtime-quiesce";
+
+/// Before the freeze: refuse new TCP connections in the container's network namespace (a
+/// reset, so clients retry at once) and wait (up to 200 ms) until no connection is left
+/// half-open or waiting in an accept queue: CRIU would have to drop those, and their clients
+/// would hang. Needs a namespace given by path and `nft`; otherwise it is skipped.
+/// Returns the namespace to release afterwards.
+fn quiesce(bundle: &std::path::Path, id: &str, g: &Global) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let spec = crate::spec::Bundle::load(bundle).ok()?.spec;
+    let ns = crate::criu_plan::netns_path(&spec)?;
+    let nsfile = std::fs::File::open(&ns).ok()?;
+    let rules = format!(
+        "table inet {QUIESCE_TABLE} {{\n chain input {{\n  type filter hook input priority -300; policy accept;\n  tcp flags & (syn | ack) == syn reject with tcp reset\n }}\n}}\n"
+    );
+    let fd = nsfile.as_raw_fd();
+    let mut cmd = Command::new("nft");
+    cmd.args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setns in the forked child before exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            crate::warn!("migrate {id}: cannot run nft to quiesce new connections ({e}): skipped");
+            return None;
+        }
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = std::io::Write::write_all(&mut stdin, rules.as_bytes());
+    }
+    if !child.wait().map(|s| s.success()).unwrap_or(false) {
+        crate::warn!("migrate {id}: nft could not add the quiesce rule: skipped");
+        return None;
+    }
+    // Wait for half-open connections and full accept queues to drain.
+    let pid = Container::load(&g.store, id).ok()?.state.pid;
+    let deadline = Instant::now() + Duration::from_millis(200);
+    while Instant::now() < deadline && pending_connections(pid) > 0 {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Some(ns)
+}
+
+/// Connections in SYN_RECV, plus connections queued on listening sockets, in the network
+/// namespace of `pid` (from /proc/<pid>/net/tcp{,6}).
+fn pending_connections(pid: i32) -> usize {
+    let mut n = 0;
+    for f in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{f}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (Some(state), Some(queues)) = (cols.get(3), cols.get(4)) else {
+                continue;
+            };
+            let rx = queues
+                .split(':')
+                .nth(1)
+                .and_then(|q| usize::from_str_radix(q, 16).ok())
+                .unwrap_or(0);
+            if *state == "03" || (*state == "0A" && rx > 0) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Lifts the quiesce rule when dropped.
+struct Quiesced(Option<PathBuf>);
+
+impl Drop for Quiesced {
+    fn drop(&mut self) {
+        if let Some(ns) = &self.0 {
+            let _ = crate::nftables::delete_inet_table(ns, QUIESCE_TABLE);
+        }
+    }
 }
 
 /// Waits until `tcp:HOST:PORT` accepts a connection (the service answers); returns when.

@@ -405,6 +405,11 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
         ..Default::default()
     };
 
+    let _lazy_daemon = match (&a.page_server, a.lazy_pages) {
+        (Some(ps), true) => Some(start_lazy_pages(g, ps, &images, &work)?),
+        (Some(_), false) => bail!("--page-server is for --lazy-pages restores"),
+        _ => None,
+    };
     if !a.no_subreaper {
         // SAFETY: prctl with constant arguments: orphans of the restored tree come to us.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -511,7 +516,8 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
         crate::lifecycle::write_pid_file(p, pid)?;
     }
     undo.unmount_all();
-    if images != image {
+    // A lazy restore's daemon still reads the images; they go with the state dir.
+    if images != image && !a.lazy_pages {
         let _ = fs::remove_dir_all(&images);
     }
     crate::debug!(
@@ -704,4 +710,59 @@ fn images_dir(m: &Manifest, image: &Path, entry: &Entry) -> Result<PathBuf> {
         std::io::copy(&mut e, &mut out_f)?;
     }
     Ok(out)
+}
+
+/// Starts CRIU's lazy-pages daemon for a lazy restore: it fetches pages from the
+/// checkpoint's page server at `ps` (ADDR:PORT) and serves the restored tasks' page
+/// faults. CRIU has no RPC for it, so it is CRIU's command line. Waits for its socket.
+fn start_lazy_pages(
+    g: &Global,
+    ps: &str,
+    images: &Path,
+    work: &Path,
+) -> Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let (addr, port) = ps
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow!("--page-server wants ADDRESS:PORT, got {ps:?}"))?;
+    let socket = work.join("lazy-pages.socket");
+    let _ = fs::remove_file(&socket);
+    let mut cmd = std::process::Command::new(criu_plan::criu_path(g.criu.as_deref()));
+    cmd.args([
+        "lazy-pages",
+        "--page-server",
+        "--address",
+        addr,
+        "--port",
+        port,
+    ])
+    .arg("--images-dir")
+    .arg(images)
+    .arg("--work-dir")
+    .arg(work)
+    .args(["--log-file", "lazy-pages.log", "-v4"])
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .process_group(0);
+    let mut child = cmd.spawn().context("cannot start criu lazy-pages")?;
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    while !socket.exists() {
+        if let Some(status) = child.try_wait()? {
+            let log = crate::criu::log::explain(&work.join("lazy-pages.log"))
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            bail!("criu lazy-pages exited ({status}) before it was ready: {log}");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!(
+                "criu lazy-pages did not get ready within 5 s (log: {})",
+                work.join("lazy-pages.log").display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Ok(child)
 }

@@ -60,6 +60,9 @@ pub struct Args {
     /// Print a machine-readable summary (JSON) instead of text
     #[arg(long)]
     pub json: bool,
+    /// Set by migrate when it already ran the poststop hooks (lazy: before the target restores)
+    #[arg(skip)]
+    pub poststop_done: bool,
     /// Container id
     pub id: String,
 }

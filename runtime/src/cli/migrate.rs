@@ -36,6 +36,9 @@ pub struct Args {
     /// (iterative pre-dumps; needs soft-dirty tracking)
     #[arg(long, default_value = "plain", value_name = "STRATEGY")]
     pub strategy: String,
+    /// For --strategy lazy: ADDR:PORT where the target reaches this host's page server
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub page_server: Option<String>,
     /// Do not keep established TCP connections (they are reset)
     #[arg(long)]
     pub no_tcp_established: bool,

@@ -38,9 +38,14 @@ pub struct Args {
     /// Cgroup handling: soft, full, strict or ignore
     #[arg(long, value_name = "MODE")]
     pub manage_cgroups_mode: Option<String>,
-    /// Restore memory lazily from a page server
+    /// Restore memory lazily: pages come on demand from the checkpoint's page server
     #[arg(long)]
     pub lazy_pages: bool,
+    /// With --lazy-pages: ADDRESS:PORT of the page server of `checkpoint --lazy-pages`; the
+    /// runtime starts CRIU's lazy-pages daemon for it (without this flag, start one yourself
+    /// with the same --work-path, as with runc)
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub page_server: Option<String>,
     /// Do not use pivot_root for the restored container's root
     #[arg(long)]
     pub no_pivot: bool,
