@@ -204,6 +204,25 @@ impl CgroupPaths {
             .map(|(_, d)| d.as_path())
     }
 
+    /// The cgroup of container `id` as config.json's cgroupsPath names it.
+    pub fn from_spec(spec: &oci_spec::runtime::Spec, id: &str, systemd: bool) -> Result<Self> {
+        let path = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.to_string_lossy().into_owned());
+        Self::resolve(path.as_deref(), id, systemd)
+    }
+
+    /// `create`, then config.json's linux.resources.
+    pub fn create_with(&self, spec: &oci_spec::runtime::Spec) -> Result<()> {
+        self.create()?;
+        match spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+            Some(r) => self.apply(r),
+            None => Ok(()),
+        }
+    }
+
     /// Creates every directory (parents too) and prepares cpuset (v1) / controllers (v2).
     pub fn create(&self) -> Result<()> {
         for (name, dir) in &self.dirs {

@@ -112,16 +112,9 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
     let entry = undo.entry.as_ref().expect("just set");
     state::write_atomic(&entry.path(CONFIG_FILE), &serde_json::to_vec(spec)?)?;
 
-    let linux = spec.linux().as_ref();
-    let cg_path = linux
-        .and_then(|l| l.cgroups_path().as_ref())
-        .map(|p| p.to_string_lossy().into_owned());
-    let cgroup = CgroupPaths::resolve(cg_path.as_deref(), &o.id, o.systemd_cgroup)?;
-    cgroup.create()?;
+    let cgroup = CgroupPaths::from_spec(spec, &o.id, o.systemd_cgroup)?;
     undo.cgroup = Some(cgroup.clone());
-    if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
-        cgroup.apply(r)?;
-    }
+    cgroup.create_with(spec)?;
 
     t("cgroup ready");
     let fifo_path = entry.path(EXEC_FIFO);
@@ -134,20 +127,7 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
     )
     .with_context(|| format!("cannot open {}", fifo_path.display()))?;
 
-    // The pty master goes to the console socket, or back to us for a foreground run.
-    let (console, pty_rx) = match (&o.console_socket, terminal) {
-        (Some(p), _) => (Some(tty::connect(p)?), None),
-        (None, true) => {
-            let (a, b) = nix::sys::socket::socketpair(
-                nix::sys::socket::AddressFamily::Unix,
-                nix::sys::socket::SockType::Stream,
-                None,
-                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-            )?;
-            (Some(b), Some(a))
-        }
-        (None, false) => (None, None),
-    };
+    let (console, pty_rx) = tty::pty_channel(o.console_socket.as_deref(), terminal)?;
 
     let userns = ns.creates(LinuxNamespaceType::User);
     let (parent_sync, child_sync) = sync::pair()?;

@@ -223,16 +223,9 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
     let entry = undo.entry.as_ref().expect("just set");
     state::write_atomic(&entry.path(CONFIG_FILE), &serde_json::to_vec(spec)?)?;
 
-    let linux = spec.linux().as_ref();
-    let cg_path = linux
-        .and_then(|l| l.cgroups_path().as_ref())
-        .map(|p| p.to_string_lossy().into_owned());
-    let cgroup = CgroupPaths::resolve(cg_path.as_deref(), &a.id, g.systemd_cgroup)?;
-    cgroup.create()?;
+    let cgroup = CgroupPaths::from_spec(spec, &a.id, g.systemd_cgroup)?;
     undo.cgroup = Some(cgroup.clone());
-    if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
-        cgroup.apply(r)?;
-    }
+    cgroup.create_with(spec)?;
 
     t("cgroup ready");
     // CRIU's root: the rootfs bound (privately) under our state dir.
@@ -292,7 +285,9 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
     let mut extra_fds: Vec<(RawFd, OwnedFd)> = Vec::new();
     let mut inherit = Vec::new();
     let mut join_ns = Vec::new();
-    for ns in linux
+    for ns in spec
+        .linux()
+        .as_ref()
         .and_then(|l| l.namespaces().clone())
         .unwrap_or_default()
     {

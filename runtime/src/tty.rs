@@ -17,6 +17,29 @@ pub fn connect(path: &Path) -> Result<OwnedFd> {
     Ok(s.into())
 }
 
+/// Where a new process sends its pty master: the caller's console socket, or (foreground,
+/// no socket) one end of a socketpair whose other end we keep to relay the terminal.
+/// Returns (the process's end, our end); nothing without a terminal.
+pub fn pty_channel(
+    console_socket: Option<&Path>,
+    terminal: bool,
+) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    match (console_socket, terminal) {
+        (Some(p), true) => Ok((Some(connect(p)?), None)),
+        (None, true) => {
+            use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+            let (ours, theirs) = socketpair(
+                AddressFamily::Unix,
+                SockType::Stream,
+                None,
+                SockFlag::SOCK_CLOEXEC,
+            )?;
+            Ok((Some(theirs), Some(ours)))
+        }
+        _ => Ok((None, None)),
+    }
+}
+
 /// Opens a new pty from `ptmx`: returns (master, slave).
 pub fn open_pty(ptmx: OwnedFd) -> Result<(OwnedFd, OwnedFd)> {
     let master = ptmx;

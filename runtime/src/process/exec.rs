@@ -92,19 +92,7 @@ pub fn exec(c: Container, spec: &Spec, o: Opts) -> Result<Outcome> {
             .with_context(|| format!("cannot join the container's {t} namespace"))?;
     }
     nss.retain(|(t, _)| !matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time));
-    let (console, pty_rx) = match (&o.console_socket, terminal) {
-        (Some(p), true) => (Some(tty::connect(p)?), None),
-        (None, true) => {
-            let (a, b) = nix::sys::socket::socketpair(
-                nix::sys::socket::AddressFamily::Unix,
-                nix::sys::socket::SockType::Stream,
-                None,
-                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-            )?;
-            (Some(b), Some(a))
-        }
-        _ => (None, None),
-    };
+    let (console, pty_rx) = tty::pty_channel(o.console_socket.as_deref(), terminal)?;
     let (parent_sync, child_sync) = sync::pair()?;
     if !o.detach {
         spawn::block_signals()?;
