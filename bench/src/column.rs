@@ -381,21 +381,31 @@ pub fn is_timeout(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.is::<TimedOut>())
 }
 
+/// The `--timeout` of every runtime command.
+pub fn timeout() -> Duration {
+    *TIMEOUT.lock().unwrap()
+}
+
 /// Where a timed command's output goes.
-struct Io<'a> {
+pub struct Io<'a> {
     /// Stdout file, else /dev/null.
-    stdout: Option<&'a Path>,
+    pub stdout: Option<&'a Path>,
     /// Stderr file, else /dev/null.
-    stderr: Option<&'a Path>,
+    pub stderr: Option<&'a Path>,
     /// The file whose end is quoted when the command fails (stderr, or a log file).
-    errors: &'a Path,
+    pub errors: &'a Path,
+}
+
+/// `timed_for` with the `--timeout` of every runtime command.
+fn timed(cmd: Command, io: Io) -> Result<Duration> {
+    timed_for(cmd, io, timeout())
 }
 
 /// Spawns `cmd` (stdin /dev/null, stdout and stderr as `io` says, own process group), waits, and
-/// returns the wall time from spawn to exit. A non-zero exit is an error quoting the end of
-/// `io.errors`. The output files are fresh inodes each call: containers created by `cmd` inherit
-/// them.
-fn timed(mut cmd: Command, io: Io) -> Result<Duration> {
+/// returns the wall time from spawn to exit; the process group is killed after `timeout`. A
+/// non-zero exit is an error quoting the end of `io.errors`. The output files are fresh inodes
+/// each call: containers created by `cmd` inherit them.
+pub fn timed_for(mut cmd: Command, io: Io, timeout: Duration) -> Result<Duration> {
     start_watchdog();
     let fresh = |p: Option<&Path>| -> Result<Stdio> {
         Ok(match p {
@@ -413,7 +423,6 @@ fn timed(mut cmd: Command, io: Io) -> Result<Duration> {
         .stdout(fresh(io.stdout)?)
         .stderr(fresh(io.stderr)?)
         .process_group(0);
-    let timeout = *TIMEOUT.lock().unwrap();
     let t0 = Instant::now();
     let mut child = cmd.spawn().context("spawn")?;
     *WATCHED.lock().unwrap() = Some((child.id() as i32, t0 + timeout));

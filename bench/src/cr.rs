@@ -231,6 +231,7 @@ impl CheckpointRestore {
                 ("criu", criu_time),
                 ("runtime share", total.saturating_sub(criu_time)),
             ],
+            values: vec![],
         })
     }
 
@@ -270,6 +271,7 @@ impl CheckpointRestore {
                     ("criu", criu_time),
                     ("runtime share", total.saturating_sub(criu_time)),
                 ],
+                values: vec![],
             })
         });
         match checked {

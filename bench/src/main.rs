@@ -1,7 +1,8 @@
 //! `runtime-bench` (`make bench`): times `runtime`, runc and crun side by side in one run. For each
 //! row and each iteration every column is measured once, in an order rotated by the iteration, and
 //! one runtime is measured twice (the A/A column) to show the noise. The checkpoint/restore rows
-//! add a raw `criu` column (see `cr`). Runs as root, inside a private mount namespace without
+//! add a raw `criu` column (see `cr`); the migration rows have their own columns on a two-host bed
+//! (see `migration`). Runs as root, inside a private mount namespace without
 //! /sys/fs/cgroup/unified (see `isolate`). Prints versions, the table and errors; writes the raw
 //! samples to target/bench/bench-<unix time>.json (and latest.json).
 
@@ -10,6 +11,7 @@ mod column;
 mod cr;
 mod criu;
 mod isolate;
+mod migration;
 mod report;
 mod rows;
 
@@ -19,6 +21,7 @@ use report::{Cell, RowResult};
 use rows::{Columns, Row};
 use serde_json::json;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 const USAGE: &str =
@@ -27,12 +30,14 @@ const USAGE: &str =
          [--out FILE]
   --runtime PATH  our runtime (default: $RUNTIME_BIN, else target/release/runtime); may be missing
   --runs N        iterations per row (default 100; the 256M and 1G checkpoint/restore rows run
-                  N/5 and N/10, at least 3); --quick = 10
+                  N/5 and N/10, migrate httpd N/20, migrate 1G N/33, each at least 3); --quick = 10
   --rows LIST     only these rows: names (baseline, run, create, start, create+start+delete,
-                  exec, state, checkpoint counter, restore 1G, ...) or groups: startup, cr (all
-                  checkpoint/restore rows; also checkpoint, restore), counter, 256M, 1G
+                  exec, state, checkpoint counter, restore 1G, migrate httpd, ...) or groups:
+                  startup, cr (all checkpoint/restore rows; also checkpoint, restore), counter,
+                  256M, 1G, migration (the two-host migration rows)
   --cr-only       same as --rows cr
-  --aa NAME       the column measured twice to show noise (default runc)
+  --aa NAME       the column measured twice to show noise (default runc; the migration rows
+                  use runc unless NAME is runtime)
   --criu PATH     criu for the raw column; its directory goes first in every command's PATH
   --timeout SECS  per runtime command (default 30)
   --out FILE      raw samples JSON (default target/bench/bench-<unix time>.json)";
@@ -245,7 +250,8 @@ fn bench(args: &Args, work: &Path, unmounted: bool) -> Result<i32> {
         criu_root: work.join("cr/criu-root"),
         failed_logs: out_dir.join("cr-logs"),
     };
-    let mut rows = rows::all_rows(&bundles, &scratch);
+    let bed = Rc::new(migration::Bed::new(&workspace_dir(), work, &out_dir));
+    let mut rows = rows::all_rows(&bundles, &scratch, &bed);
     if let Some(only) = &args.rows {
         if let Some(bad) = only.iter().find(|o| !rows.iter().any(|r| r.selected_by(o))) {
             bail!("--rows: no row or group named {bad:?}\n{USAGE}");
@@ -262,6 +268,12 @@ fn bench(args: &Args, work: &Path, unmounted: bool) -> Result<i32> {
         let _ = std::fs::remove_dir_all(&scratch.failed_logs);
     }
     let cols = columns(args, work)?;
+    let mig_rows = rows.iter().any(|r| r.columns() == Columns::Migration);
+    let mig_cols = if mig_rows {
+        migration::columns(&args.runtime, &args.runc, &args.aa, work)?
+    } else {
+        Vec::new()
+    };
     let baseline = Column::baseline("unshare", &which("unshare"), work);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let kernel = kernel.trim();
@@ -281,6 +293,13 @@ fn bench(args: &Args, work: &Path, unmounted: bool) -> Result<i32> {
     if let Some(e) = &bundles.alloc_error {
         println!("  (no /bin/alloc for the memory rows: {e})");
     }
+    if mig_rows {
+        let labels: Vec<&str> = mig_cols.iter().map(|c| c.label.as_str()).collect();
+        println!(
+            "  migration rows: {} on the two-host bed of integration/migration",
+            labels.join(", ")
+        );
+    }
 
     let mut results = Vec::new();
     for row in rows.iter_mut() {
@@ -292,6 +311,7 @@ fn bench(args: &Args, work: &Path, unmounted: bool) -> Result<i32> {
             Columns::Baseline => vec![&baseline],
             Columns::Runtimes => cols.iter().filter(|c| c.kind != Kind::RawCriu).collect(),
             Columns::CheckpointRestore => cols.iter().collect(),
+            Columns::Migration => mig_cols.iter().collect(),
         };
         let runs = row.runs(args.runs);
         results.extend(run_row(row.as_mut(), &row_cols, runs));
@@ -309,6 +329,9 @@ fn bench(args: &Args, work: &Path, unmounted: bool) -> Result<i32> {
         })).collect::<Vec<_>>(),
     });
     drop(cols); // deletes every container left (Column::drop)
+    drop(mig_cols);
+    drop(rows); // and the last Rc of the migration bed: bed.sh down (Bed::drop)
+    drop(bed);
 
     println!();
     for r in &results {

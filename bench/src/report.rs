@@ -1,6 +1,7 @@
 //! Results: the samples and errors of each (row, column) cell, the printed table (median, p10,
-//! p90 in ms, ratio of medians vs runc and vs crun, or vs raw criu in the checkpoint/restore rows)
-//! and the raw JSON written to target/bench/.
+//! p90 in ms, ratio of medians vs runc and vs crun, or vs raw criu in the checkpoint/restore rows,
+//! vs runtime plain in the migration rows) and the raw JSON written to target/bench/. Sub-lines
+//! that are not times (`Sample::values`, e.g. "image MiB") are printed in their own unit.
 
 use crate::rows::Sample;
 use serde_json::{json, Value};
@@ -26,17 +27,20 @@ pub struct RowResult {
 }
 
 impl Cell {
-    /// Milliseconds of the total (`part == None`) or of one named part, per successful sample.
+    /// Milliseconds of the total (`part == None`) or of one named part, per successful sample;
+    /// for a named value (`Sample::values`), the value itself.
     fn ms(&self, part: Option<&str>) -> Vec<f64> {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         let pick = |s: &Sample| match part {
-            None => Some(s.total),
-            Some(p) => s.parts.iter().find(|(n, _)| *n == p).map(|(_, d)| *d),
+            None => Some(ms(s.total)),
+            Some(p) => s
+                .parts
+                .iter()
+                .find(|(n, _)| *n == p)
+                .map(|(_, d)| ms(*d))
+                .or_else(|| s.values.iter().find(|(n, _)| *n == p).map(|(_, v)| *v)),
         };
-        self.samples
-            .iter()
-            .filter_map(pick)
-            .map(|d| d.as_secs_f64() * 1e3)
-            .collect()
+        self.samples.iter().filter_map(pick).collect()
     }
 }
 
@@ -57,38 +61,65 @@ fn median_of(row: &RowResult, label: &str, part: Option<&str>) -> Option<f64> {
     percentile(&cell.ms(part), 0.5)
 }
 
-/// Part names in first-seen order.
-fn part_names(row: &RowResult) -> Vec<&'static str> {
+/// Part names in first-seen order, then value names (`values == true`).
+fn part_names(row: &RowResult, values: bool) -> Vec<&'static str> {
     let mut names = Vec::new();
-    for (n, _) in row
-        .cells
-        .iter()
-        .flat_map(|c| &c.samples)
-        .flat_map(|s| &s.parts)
-    {
-        if !names.contains(n) {
-            names.push(*n);
+    let samples = row.cells.iter().flat_map(|c| &c.samples);
+    let found: Vec<&'static str> = if values {
+        samples.flat_map(|s| &s.values).map(|(n, _)| *n).collect()
+    } else {
+        samples.flat_map(|s| &s.parts).map(|(n, _)| *n).collect()
+    };
+    for n in found {
+        if !names.contains(&n) {
+            names.push(n);
         }
     }
     names
+}
+
+/// Column widths: the column label (at least 12) and the two ratio columns (at least 8).
+struct Widths {
+    label: usize,
+    ratios: [usize; 2],
 }
 
 /// The table; a header starts it and each run of rows with other ratio columns.
 pub fn table(rows: &[RowResult]) -> String {
     let mut out = String::new();
     let mut ratios = None;
+    let label = rows
+        .iter()
+        .flat_map(|r| &r.cells)
+        .map(|c| c.label.len())
+        .fold(12, usize::max);
+    let mut w = Widths {
+        label,
+        ratios: [8, 8],
+    };
     for row in rows {
         if ratios != Some(row.ratios) {
             ratios = Some(row.ratios);
             let [a, b] = row.ratios.map(|r| format!("vs {r}"));
+            w.ratios = [a.len().max(8), b.len().max(8)];
+            let [wa, wb] = w.ratios;
             let head = format!(
-                "{:<26} {:<12} {:>9} {:>9} {:>9} {a:>8} {b:>8} {:>9}",
-                "row", "column", "median", "p10", "p90", "ok"
+                "{:<26} {:<lw$} {:>9} {:>9} {:>9} {a:>wa$} {b:>wb$} {:>9}",
+                "row",
+                "column",
+                "median",
+                "p10",
+                "p90",
+                "ok",
+                lw = w.label
             );
             let gap = if out.is_empty() { "" } else { "\n" };
             let _ = writeln!(out, "{gap}{head}\n{}", "-".repeat(head.len()));
         }
-        let lines = std::iter::once(None).chain(part_names(row).into_iter().map(Some));
+        let parts = part_names(row, false)
+            .into_iter()
+            .chain(part_names(row, true));
+        let lines = std::iter::once(None).chain(parts.map(Some));
         for part in lines {
             let title = match part {
                 None => row.name.clone(),
@@ -96,16 +127,16 @@ pub fn table(rows: &[RowResult]) -> String {
             };
             for (i, cell) in row.cells.iter().enumerate() {
                 let name = if i == 0 { title.as_str() } else { "" };
-                let _ = writeln!(out, "{}", cell_line(row, cell, part, name));
+                let _ = writeln!(out, "{}", cell_line(row, cell, part, name, &w));
             }
         }
     }
     out
 }
 
-fn cell_line(row: &RowResult, cell: &Cell, part: Option<&str>, name: &str) -> String {
+fn cell_line(row: &RowResult, cell: &Cell, part: Option<&str>, name: &str, w: &Widths) -> String {
     let ms = cell.ms(part);
-    let prefix = format!("{name:<26} {:<12}", cell.label);
+    let prefix = format!("{name:<26} {:<lw$}", cell.label, lw = w.label);
     let Some(median) = percentile(&ms, 0.5) else {
         let why = cell.note.clone().unwrap_or_else(|| "no samples".into());
         return format!("{prefix} {why}");
@@ -116,8 +147,9 @@ fn cell_line(row: &RowResult, cell: &Cell, part: Option<&str>, name: &str) -> St
     };
     let p = |q| percentile(&ms, q).unwrap_or(f64::NAN);
     let ok = format!("{}/{}", cell.samples.len(), row.runs);
+    let [wa, wb] = w.ratios;
     let mut line = format!(
-        "{prefix} {median:>9.2} {:>9.2} {:>9.2} {:>8} {:>8} {ok:>9}",
+        "{prefix} {median:>9.2} {:>9.2} {:>9.2} {:>wa$} {:>wb$} {ok:>9}",
         p(0.1),
         p(0.9),
         ratio(row.ratios[0]),
@@ -156,15 +188,18 @@ pub fn to_json(meta: Value, rows: &[RowResult]) -> Value {
                 .cells
                 .iter()
                 .map(|c| {
-                    let parts: serde_json::Map<String, Value> = part_names(row)
-                        .into_iter()
-                        .map(|p| (p.to_string(), json!(c.ms(Some(p)))))
-                        .collect();
+                    let named = |values| -> serde_json::Map<String, Value> {
+                        part_names(row, values)
+                            .into_iter()
+                            .map(|p| (p.to_string(), json!(c.ms(Some(p)))))
+                            .collect()
+                    };
                     json!({
                         "column": c.label,
                         "note": c.note,
                         "samples_ms": c.samples.iter().map(|s| ms(s.total)).collect::<Vec<_>>(),
-                        "parts_ms": parts,
+                        "parts_ms": named(false),
+                        "values": named(true),
                         "errors": c.errors,
                     })
                 })

@@ -1,11 +1,13 @@
 //! The rows of the table. A row measures one iteration for one column and returns a `Sample`
 //! (total time, optionally with named parts). To add a row, implement `Row` and list it in
 //! `all_rows`; long-lived fixtures go in `setup`/`teardown`. A row may fill several table lines
-//! from one iteration (`lines`, `measure_lines`): the checkpoint/restore rows (`cr`) do.
+//! from one iteration (`lines`, `measure_lines`): the checkpoint/restore rows (`cr`) do. The
+//! migration rows (`migration`) run on a two-host bed with their own columns.
 
 use crate::bundle::Bundles;
 use crate::column::Column;
 use crate::cr;
+use crate::migration;
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,9 @@ pub struct Sample {
     pub total: Duration,
     /// Named sub-measurements, printed as extra lines `- <part>` under the row.
     pub parts: Vec<(&'static str, Duration)>,
+    /// Named measurements that are not times (e.g. an image size), printed as they are after
+    /// the parts; the name says the unit ("image MiB").
+    pub values: Vec<(&'static str, f64)>,
 }
 
 impl From<Duration> for Sample {
@@ -23,6 +28,7 @@ impl From<Duration> for Sample {
         Self {
             total,
             parts: Vec::new(),
+            values: Vec::new(),
         }
     }
 }
@@ -36,6 +42,8 @@ pub enum Columns {
     Runtimes,
     /// Those plus raw `criu` (the checkpoint/restore rows).
     CheckpointRestore,
+    /// runc by hand, `runtime migrate` plain and lazy, and an A/A column (see `migration`).
+    Migration,
 }
 
 impl Columns {
@@ -43,6 +51,7 @@ impl Columns {
     pub fn ratios(self) -> [&'static str; 2] {
         match self {
             Columns::CheckpointRestore => ["runc", "criu"],
+            Columns::Migration => ["runc", migration::PLAIN],
             _ => ["runc", "crun"],
         }
     }
@@ -92,7 +101,11 @@ pub trait Row {
     }
 }
 
-pub fn all_rows(b: &Bundles, scratch: &cr::Scratch) -> Vec<Box<dyn Row>> {
+pub fn all_rows(
+    b: &Bundles,
+    scratch: &cr::Scratch,
+    bed: &std::rc::Rc<migration::Bed>,
+) -> Vec<Box<dyn Row>> {
     let mut rows: Vec<Box<dyn Row>> = vec![
         Box::new(Baseline),
         Box::new(Run {
@@ -121,6 +134,7 @@ pub fn all_rows(b: &Bundles, scratch: &cr::Scratch) -> Vec<Box<dyn Row>> {
         }),
     ];
     rows.extend(cr::rows(b, scratch));
+    rows.extend(migration::rows(bed));
     rows
 }
 
@@ -235,6 +249,7 @@ impl Row for Lifecycle {
         Ok(Sample {
             total: create + start + delete,
             parts: vec![("create", create), ("start", start), ("delete -f", delete)],
+            values: vec![],
         })
     }
 }

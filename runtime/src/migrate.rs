@@ -255,8 +255,9 @@ fn migrate(g: &Global, a: &MigrateArgs) -> Result<Report> {
         tcp_established: !a.no_tcp_established,
         // A service under load always has connections mid-handshake: skip them.
         tcp_skip_in_flight: !a.no_tcp_established,
-        // One archive on the shared storage instead of dozens of small files.
-        compress: true,
+        // One archive on the shared storage instead of dozens of small files, for small
+        // containers: large images would be staged in RAM and recompressed for nothing.
+        compress: compress_pays(&g.store, &a.id),
         id: a.id.clone(),
         ..CheckpointArgs::default()
     };
@@ -291,6 +292,15 @@ fn migrate(g: &Global, a: &MigrateArgs) -> Result<Report> {
     let ck_start = Instant::now();
     let mut restore_ms = 0.0;
     let mut restored_at = None;
+    let mut first_answer = None;
+    let mut checkpoint_ms = 0.0;
+    // The container moved whatever the probe says: a silent service is reported, not undone.
+    let probe_target = |p: &Option<String>| match p {
+        Some(p) => probe(p, Duration::from_secs(30))
+            .map_err(|e| crate::warn!("migrate {}: {e:#}", a.id))
+            .ok(),
+        None => None,
+    };
 
     let summary = if lazy {
         // 2+3 lazy: once everything but memory is saved, the IP leaves here (poststop) and
@@ -305,13 +315,19 @@ fn migrate(g: &Global, a: &MigrateArgs) -> Result<Report> {
             |status: &str| crate::hooks::state_json(spec, &a.id, status, pid, &bundle);
         let (target, args) = (&target, &args);
         let (restore_ms, restored_at) = (&mut restore_ms, &mut restored_at);
+        let (first_answer, checkpoint_ms) = (&mut first_answer, &mut checkpoint_ms);
+        let probe_spec = &a.probe;
+        let probe_target = &probe_target;
         let on_ready: crate::checkpoint::OnReady = Box::new(move |_| {
+            *checkpoint_ms = ms(ck_start.elapsed());
             crate::hooks::run(spec, crate::hooks::Kind::Poststop, &hooks_state("stopped"))?;
             let r_start = Instant::now();
             match target.run(args) {
                 Ok(_) => {
                     *restore_ms = ms(r_start.elapsed());
                     *restored_at = Some(Instant::now());
+                    // Now, not once CRIU served every page: that is when clients get answers.
+                    *first_answer = probe_target(probe_spec);
                     Ok(())
                 }
                 Err(e) => {
@@ -332,6 +348,7 @@ fn migrate(g: &Global, a: &MigrateArgs) -> Result<Report> {
         // 2. Checkpoint here (the container stops here; its poststop hooks release its IP).
         let summary = crate::checkpoint::checkpoint(g, &ck)
             .context("migrate: checkpoint here failed (the container still runs here)")?;
+        checkpoint_ms = ms(ck_start.elapsed());
         // 3. Restore there (its prestart hooks claim the IP before the processes run).
         let r_start = Instant::now();
         if let Err(e) = target.run(&args) {
@@ -352,17 +369,12 @@ fn migrate(g: &Global, a: &MigrateArgs) -> Result<Report> {
         }
         restore_ms = ms(r_start.elapsed());
         restored_at = Some(Instant::now());
+        // 4. First answer of the service, if asked to probe it.
+        first_answer = probe_target(&a.probe);
         summary
     };
-    let checkpoint_ms = ms(ck_start.elapsed()) - if lazy { restore_ms } else { 0.0 };
     let freeze_at = ck_start + Duration::from_secs_f64(summary.freeze_start_ms / 1000.0);
     let restored_at = restored_at.unwrap_or_else(Instant::now);
-
-    // 4. First answer of the service, if asked to probe it.
-    let first_answer = match &a.probe {
-        Some(p) => Some(probe(p, Duration::from_secs(30))?),
-        None => None,
-    };
     let end = first_answer.unwrap_or(restored_at);
     Ok(Report {
         id: a.id.clone(),
@@ -384,6 +396,28 @@ fn migrate(g: &Global, a: &MigrateArgs) -> Result<Report> {
         first_answer_ms: first_answer.map(|t| ms(t.saturating_duration_since(restored_at))),
         total_ms: ms(start.elapsed()),
     })
+}
+
+/// Whether `--compress` pays for this container: below 64 MiB of memory the images are small
+/// and one archive saves many round trips to the shared storage; above, the images would be
+/// staged in RAM (the state dir) and compressed for little gain.
+fn compress_pays(store: &crate::state::Store, id: &str) -> bool {
+    let Ok(c) = Container::load(store, id) else {
+        return false;
+    };
+    let cg = c.cgroup();
+    let usage = if cg.v2 {
+        cg.dirs.get("").map(|d| d.join("memory.current"))
+    } else {
+        cg.dirs
+            .iter()
+            .find(|(k, _)| k.split(',').any(|c| c == "memory"))
+            .map(|(_, d)| d.join("memory.usage_in_bytes"))
+    };
+    usage
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .is_some_and(|b| b < 64 << 20)
 }
 
 /// Name of the table that holds new connections off during a migration.

@@ -101,7 +101,10 @@ fn counter_continues_from_its_dump_value_after_restore() {
     // The log proves continuity across both restores: exactly 1, 2, ..., n.
     let n = k.assert_log_contiguous();
     // The loop writes /data/count before appending to the log: SIGTERM may land in between.
-    assert!(n + 1 >= first2, "log ends at {n}, but {first2} was seen after the restore");
+    assert!(
+        n + 1 >= first2,
+        "log ends at {n}, but {first2} was seen after the restore"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
