@@ -75,6 +75,34 @@ impl Drop for Undo {
     }
 }
 
+/// Claims `id` in the store, records the container's config.json there and
+/// creates its cgroup with the spec's resources: the first steps of both
+/// create and restore. On error nothing of it is left behind.
+pub(crate) fn claim(
+    store: &Store,
+    id: &str,
+    spec: &oci_spec::runtime::Spec,
+    systemd_cgroup: bool,
+) -> Result<(Entry, CgroupPaths)> {
+    let entry = store.create(id)?;
+    let cgroup = CgroupPaths::from_spec(spec, id, systemd_cgroup);
+    let done = cgroup.and_then(|cg| {
+        state::write_atomic(&entry.path(CONFIG_FILE), &serde_json::to_vec(spec)?)?;
+        if let Err(e) = cg.create_with(spec) {
+            let _ = cg.destroy();
+            return Err(e);
+        }
+        Ok(cg)
+    });
+    match done {
+        Ok(cg) => Ok((entry, cg)),
+        Err(e) => {
+            let _ = entry.remove();
+            Err(e)
+        }
+    }
+}
+
 pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
     let t0 = std::time::Instant::now();
     let t = |what: &str| {
@@ -103,18 +131,13 @@ pub fn create(store: &Store, o: &CreateOpts) -> Result<Created> {
     if !ns.creates(LinuxNamespaceType::Mount) && !ns.joins(LinuxNamespaceType::Mount) {
         bail!("config.json: a mount namespace is required");
     }
-    let entry = store.create(&o.id)?;
+    let (entry, cgroup) = claim(store, &o.id, spec, o.systemd_cgroup)?;
     let mut undo = Undo {
         entry: Some(entry),
-        cgroup: None,
+        cgroup: Some(cgroup.clone()),
         child: None,
     };
     let entry = undo.entry.as_ref().expect("just set");
-    state::write_atomic(&entry.path(CONFIG_FILE), &serde_json::to_vec(spec)?)?;
-
-    let cgroup = CgroupPaths::from_spec(spec, &o.id, o.systemd_cgroup)?;
-    undo.cgroup = Some(cgroup.clone());
-    cgroup.create_with(spec)?;
 
     t("cgroup ready");
     let fifo_path = entry.path(EXEC_FIFO);

@@ -17,7 +17,7 @@ use crate::mounts::{self, Options};
 use crate::namespaces;
 use crate::safepath::{self, Root};
 use crate::spec::Bundle;
-use crate::state::{self, Entry, State, CONFIG_FILE, STATE_VERSION};
+use crate::state::{Entry, State, STATE_VERSION};
 use crate::sys::{self, OPEN_TREE_CLONE};
 use crate::timefmt::rfc3339_nanos;
 use anyhow::{anyhow, bail, Context, Result};
@@ -211,21 +211,16 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
         )
     };
     t("checked the checkpoint");
-    let entry = g.store.create(&a.id)?;
+    let (entry, cgroup) = crate::lifecycle::claim(&g.store, &a.id, spec, g.systemd_cgroup)?;
     let mut undo = Undo {
         entry: Some(entry),
-        cgroup: None,
+        cgroup: Some(cgroup.clone()),
         mounts: Vec::new(),
         pid: None,
         poststop: None,
         lock: None,
     };
     let entry = undo.entry.as_ref().expect("just set");
-    state::write_atomic(&entry.path(CONFIG_FILE), &serde_json::to_vec(spec)?)?;
-
-    let cgroup = CgroupPaths::from_spec(spec, &a.id, g.systemd_cgroup)?;
-    undo.cgroup = Some(cgroup.clone());
-    cgroup.create_with(spec)?;
 
     t("cgroup ready");
     // CRIU's root: the rootfs bound (privately) under our state dir.
