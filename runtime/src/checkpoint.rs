@@ -191,6 +191,14 @@ pub fn checkpoint_with(
         }
     };
 
+    // CRIU starts (fork, exec, dynamic linking: a few ms) before the freeze, not during it.
+    let mut so = SwrkOptions::new(&criu_bin);
+    so.stdin = Some(Stdio::null());
+    so.stdout = Some(Stdio::null());
+    so.stderr = Some(Stdio::null());
+    so.log_path = Some(work.join("dump.log"));
+    let swrk = Swrk::spawn(so)?;
+
     let cg = &c.cgroup().clone();
     let freeze_start = Instant::now();
     let freeze_ms = if status == Status::Running {
@@ -316,11 +324,6 @@ pub fn checkpoint_with(
         }
     }
 
-    let mut so = SwrkOptions::new(&criu_bin);
-    so.stdin = Some(Stdio::null());
-    so.stdout = Some(Stdio::null());
-    so.stderr = Some(Stdio::null());
-    so.log_path = Some(work.join("dump.log"));
     let mut m = Manifest {
         version: manifest::MANIFEST_VERSION,
         runtime: format!("runtime {}", env!("CARGO_PKG_VERSION")),
@@ -359,7 +362,6 @@ pub fn checkpoint_with(
         rollback.lock = Some((ns, work.join("dump.log")));
     }
     let dump_start = Instant::now();
-    let swrk = Swrk::spawn(so)?;
     let typ = if a.pre_dump {
         CriuReqType::PreDump
     } else {
