@@ -96,10 +96,10 @@ pub fn run(g: &Global, a: &CheckpointArgs) -> Result<i32> {
         "Checkpointed"
     };
     let text = format!(
-        "{what} container \"{}\" into {}: {:.1} MiB ({} pages), frozen {:.1} ms, dump {:.1} ms, total {:.1} ms{}",
+        "{what} container \"{}\" into {}: {} ({} pages), frozen {:.1} ms, dump {:.1} ms, total {:.1} ms{}",
         summary.id,
         summary.image_path.display(),
-        summary.image_bytes as f64 / (1 << 20) as f64,
+        human_bytes(summary.image_bytes),
         summary.pages_written,
         summary.frozen_ms,
         summary.dump_ms,
@@ -643,5 +643,33 @@ pub fn tmpfs_for(m: &Manifest, e: &External) -> Option<TmpfsArchive> {
     match e.source {
         Source::Tmpfs(i) => m.tmpfs.get(i).cloned(),
         _ => None,
+    }
+}
+
+/// A size for people: "512 B", "14.2 KiB", "256.0 MiB", "1.00 GiB".
+pub fn human_bytes(n: u64) -> String {
+    const K: f64 = 1024.0;
+    let f = n as f64;
+    if f < K {
+        format!("{n} B")
+    } else if f < K * K {
+        format!("{:.1} KiB", f / K)
+    } else if f < K * K * K {
+        format!("{:.1} MiB", f / (K * K))
+    } else {
+        format!("{:.2} GiB", f / (K * K * K))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_bytes;
+
+    #[test]
+    fn sizes_for_people() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(14_533), "14.2 KiB");
+        assert_eq!(human_bytes(256 << 20), "256.0 MiB");
+        assert_eq!(human_bytes(1 << 30), "1.00 GiB");
     }
 }

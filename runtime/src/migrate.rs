@@ -137,13 +137,13 @@ pub fn run(g: &Global, a: &MigrateArgs) -> Result<i32> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "Migrated container \"{}\" to {} ({}): downtime {:.0} ms{}; image {:.1} MiB; preflight {:.0} ms, checkpoint {:.0} ms (frozen {:.0} ms), restore {:.0} ms, total {:.0} ms",
+            "Migrated container \"{}\" to {} ({}): downtime {:.0} ms{}; image {}; preflight {:.0} ms, checkpoint {:.0} ms (frozen {:.0} ms), restore {:.0} ms, total {:.0} ms",
             report.id,
             report.to,
             report.strategy,
             report.downtime_ms,
             report.first_answer_ms.map(|_| " (freeze to first answer)").unwrap_or(" (freeze to restored)"),
-            report.image_bytes as f64 / (1 << 20) as f64,
+            crate::checkpoint::human_bytes(report.image_bytes),
             report.preflight_ms,
             report.checkpoint_ms,
             report.frozen_ms,

@@ -458,6 +458,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
                 image.display()
             )
         });
+    t("criu answered");
     if hooks_ran {
         undo.poststop = Some((spec.clone(), a.id.clone(), bundle.dir.clone()));
     }
@@ -502,10 +503,12 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
         restored: true,
     };
     entry.save(&state)?;
+    t("state saved");
     if let Some(p) = &a.pid_file {
         crate::lifecycle::write_pid_file(p, pid)?;
     }
     undo.unmount_all();
+    t("unmounted");
     // A lazy restore's daemon still reads the images; they go with the state dir.
     if images != image && !a.lazy_pages {
         let _ = fs::remove_dir_all(&images);
