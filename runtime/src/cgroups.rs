@@ -30,6 +30,10 @@ pub struct CgroupPaths {
     pub dirs: BTreeMap<String, PathBuf>,
     /// Path relative to the hierarchy roots ("/libpod_parent/libpod-<id>").
     pub path: String,
+    /// v1 with a relative cgroupsPath: hierarchy name -> its own path, where our own
+    /// cgroup differs between hierarchies (e.g. a nested memory cgroup); `path` for the rest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub paths: BTreeMap<String, String>,
 }
 
 /// True when /sys/fs/cgroup is a cgroup2 mount (unified mode).
@@ -151,6 +155,48 @@ pub fn systemd_path(spec: &str, id: &str) -> Result<String> {
     Ok(format!("{path}/{unit}"))
 }
 
+/// The part of `r` that v1 controllers `ctrls` apply.
+fn resources_for(r: &LinuxResources, ctrls: &[&str]) -> LinuxResources {
+    let has = |c: &str| ctrls.contains(&c);
+    let mut out = LinuxResources::default();
+    if let Some(cpu) = r.cpu() {
+        let mut cpu = cpu.clone();
+        if !has("cpuset") {
+            cpu.set_cpus(None).set_mems(None);
+        }
+        if !has("cpu") {
+            cpu.set_shares(None)
+                .set_quota(None)
+                .set_period(None)
+                .set_realtime_runtime(None)
+                .set_realtime_period(None)
+                .set_idle(None);
+        }
+        if has("cpu") || has("cpuset") {
+            out.set_cpu(Some(cpu));
+        }
+    }
+    if has("memory") {
+        out.set_memory(*r.memory());
+    }
+    if has("pids") {
+        out.set_pids(*r.pids());
+    }
+    if has("blkio") {
+        out.set_block_io(r.block_io().clone());
+    }
+    if has("hugetlb") {
+        out.set_hugepage_limits(r.hugepage_limits().clone());
+    }
+    if has("net_cls") || has("net_prio") {
+        out.set_network(r.network().clone());
+    }
+    if has("devices") {
+        out.set_devices(r.devices().clone());
+    }
+    out
+}
+
 fn clean(p: &str) -> Result<String> {
     let mut parts = Vec::new();
     for c in p.split('/') {
@@ -180,18 +226,67 @@ impl CgroupPaths {
         // Hybrid hosts: only the v1 hierarchies (as runc's cgroupfs driver); joining the
         // v2 mount there would need the slow cgroup.procs path.
         let mut dirs = BTreeMap::new();
-        let mut path = clean(&rel)?;
+        let mut paths = BTreeMap::new();
         for h in hierarchies()?.into_iter().filter(|h| h.v2 == v2) {
-            if !absolute {
+            let path = if absolute {
+                clean(&rel)?
+            } else {
                 let base = own.get(&h.name).map(String::as_str).unwrap_or("/");
-                path = clean(&format!("{base}/{rel}"))?;
-            }
-            dirs.insert(h.name, h.mountpoint.join(path.trim_start_matches('/')));
+                clean(&format!("{base}/{rel}"))?
+            };
+            dirs.insert(
+                h.name.clone(),
+                h.mountpoint.join(path.trim_start_matches('/')),
+            );
+            paths.insert(h.name, path);
         }
-        if dirs.is_empty() {
-            bail!("no cgroup hierarchy is mounted under {CGROUP_ROOT}");
+        // The most common path is `path`; only the hierarchies that differ keep their own.
+        let mut counts: BTreeMap<&String, usize> = BTreeMap::new();
+        for p in paths.values() {
+            *counts.entry(p).or_default() += 1;
         }
-        Ok(CgroupPaths { v2, dirs, path })
+        let path = counts
+            .into_iter()
+            .max_by_key(|(_, n)| *n)
+            .map(|(p, _)| p.clone())
+            .ok_or_else(|| anyhow!("no cgroup hierarchy is mounted under {CGROUP_ROOT}"))?;
+        paths.retain(|_, p| *p != path);
+        Ok(CgroupPaths {
+            v2,
+            dirs,
+            path,
+            paths,
+        })
+    }
+
+    /// The path of hierarchy `name` under its root.
+    pub fn path_of(&self, name: &str) -> &str {
+        self.paths.get(name).unwrap_or(&self.path)
+    }
+
+    /// Distinct paths, each with the controllers whose hierarchy has it there.
+    fn groups(&self) -> BTreeMap<&str, Vec<&str>> {
+        let mut g: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        g.entry(self.path.as_str()).or_default();
+        for name in self.dirs.keys() {
+            g.entry(self.path_of(name))
+                .or_default()
+                .extend(name.split(','));
+        }
+        g
+    }
+
+    /// A cgroups-rs manager for each distinct path, with the part of `resources` whose
+    /// controllers live there (all of it when there is one path).
+    fn managers(&self) -> Result<Vec<(FsManager, Vec<&str>)>> {
+        self.groups()
+            .into_iter()
+            .map(|(path, ctrls)| {
+                let m = FsManager::new(path.trim_start_matches('/'))
+                    .map_err(|e| anyhow!("cgroup {path}: {e}"))?;
+                Ok((m, ctrls))
+            })
+            .collect()
     }
 
     fn dir_of(&self, controller: &str) -> Option<&Path> {
@@ -285,17 +380,50 @@ impl CgroupPaths {
                 resources.set_devices(Some(rules));
             }
         }
-        let resources = &resources;
-        let mut m = FsManager::new(self.path.trim_start_matches('/'))
-            .map_err(|e| anyhow!("cgroup {}: {e}", self.path))?;
-        m.set(resources)
-            .map_err(|e| anyhow!("cannot apply resources to cgroup {}: {e}", self.path))
+        if self.paths.is_empty() {
+            let mut m = FsManager::new(self.path.trim_start_matches('/'))
+                .map_err(|e| anyhow!("cgroup {}: {e}", self.path))?;
+            return m
+                .set(&resources)
+                .map_err(|e| anyhow!("cannot apply resources to cgroup {}: {e}", self.path));
+        }
+        for (mut m, ctrls) in self.managers()? {
+            let part = resources_for(&resources, &ctrls);
+            m.set(&part).map_err(|e| {
+                anyhow!(
+                    "cannot apply resources to cgroup {} ({}): {e}",
+                    self.path,
+                    ctrls.join(",")
+                )
+            })?;
+        }
+        Ok(())
     }
 
     pub fn stats(&self) -> Result<cgroups_rs::CgroupStats> {
-        let m = FsManager::new(self.path.trim_start_matches('/'))
-            .map_err(|e| anyhow!("cgroup {}: {e}", self.path))?;
-        Ok(m.stats())
+        let mut all = self.managers()?;
+        let (first, _) = all.remove(0);
+        let mut stats = first.stats();
+        // Where hierarchies differ, each part comes from its own controller's manager.
+        for (m, ctrls) in all {
+            let s = m.stats();
+            if ctrls.contains(&"cpuacct") {
+                stats.cpu = s.cpu;
+            }
+            if ctrls.contains(&"memory") {
+                stats.memory = s.memory;
+            }
+            if ctrls.contains(&"pids") {
+                stats.pids = s.pids;
+            }
+            if ctrls.contains(&"blkio") {
+                stats.blkio = s.blkio;
+            }
+            if ctrls.contains(&"hugetlb") {
+                stats.hugetlb = s.hugetlb;
+            }
+        }
+        Ok(stats)
     }
 
     /// Host pids of every process in the container's cgroup.
@@ -476,6 +604,26 @@ fn enable_controllers(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resources_split_by_controller() {
+        let r: LinuxResources = serde_json::from_value(serde_json::json!({
+            "memory": {"limit": 1048576},
+            "pids": {"limit": 5},
+            "cpu": {"shares": 100, "cpus": "0"}
+        }))
+        .unwrap();
+        let mem = resources_for(&r, &["memory"]);
+        assert_eq!(mem.memory().and_then(|m| m.limit()), Some(1048576));
+        assert!(mem.pids().is_none() && mem.cpu().is_none());
+        let cpu = resources_for(&r, &["cpu", "cpuacct"]);
+        let c = cpu.cpu().clone().unwrap();
+        assert_eq!((c.shares(), c.cpus().clone()), (Some(100), None));
+        let cpuset = resources_for(&r, &["cpuset"]);
+        let c = cpuset.cpu().clone().unwrap();
+        assert_eq!((c.shares(), c.cpus().as_deref()), (None, Some("0")));
+        assert!(resources_for(&r, &["name=systemd"]) == LinuxResources::default());
+    }
 
     #[test]
     fn systemd_paths() {

@@ -300,6 +300,7 @@ mod tests {
             )]
             .into(),
             path: "/c".into(),
+            paths: Default::default(),
         };
         let masked = Masked {
             files: vec![PathBuf::from("/proc/kcore")],

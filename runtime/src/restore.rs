@@ -365,7 +365,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
                 .keys()
                 .map(|name| CgroupRoot {
                     ctrl: Some(name.clone()),
-                    path: cgroup.path.clone(),
+                    path: cgroup.path_of(name).to_string(),
                 })
                 .collect()
         } else {

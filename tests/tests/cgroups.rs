@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use runtime_tests::host::{cgroup_dir, proc_cgroup};
+use runtime_tests::host::{self, cgroup_dir, proc_cgroup};
 use runtime_tests::Container;
 use serde_json::json;
 
@@ -236,4 +236,117 @@ fn memory_limit_is_visible_inside() {
         .with(|cfg| cfg["linux"]["resources"]["memory"] = json!({"limit": 33554432}));
     let out = c.run_fg().success();
     assert_eq!(out.out(), "33554432", "{out}");
+}
+
+/// With a relative cgroupsPath each v1 hierarchy is relative to the runtime's own cgroup in
+/// it (as in runc). When the runtime's memory cgroup is nested and the others are not (a
+/// systemd user session, a CI sandbox), limits, `update` and `events --stats` must each use
+/// their own hierarchy's directory.
+#[test]
+fn relative_cgroups_path_under_a_nested_memory_cgroup() {
+    // Declared first, dropped last: after `c`'s `delete --force` when the test fails.
+    let _nest: Rmdir;
+    let mut c = Container::new(&["sleep", "100"]);
+    let rel = format!("rel-{}", c.id);
+    let rel2 = rel.clone();
+    c.configure(|cfg| {
+        cfg["linux"]["cgroupsPath"] = rel2.into();
+        cfg["linux"]["resources"]["memory"] = json!({"limit": 67108864});
+        cfg["linux"]["resources"]["pids"] = json!({"limit": 30});
+    });
+    let me = std::process::id() as i32;
+    let own_mem = proc_cgroup(me, "memory").expect("own memory cgroup");
+    let own_pids = proc_cgroup(me, "pids").expect("own pids cgroup");
+    let nest = format!("{}/nest-{}", own_mem.trim_end_matches('/'), c.id);
+    let nest_dir = cgroup_dir("memory", &nest);
+    fs::create_dir(&nest_dir).expect("create the nested memory cgroup");
+    _nest = Rmdir(nest_dir.clone());
+    // The runtime, moved into the nested memory cgroup only (the other hierarchies stay).
+    // Its errors go to --log: a detached container keeps the stdio it inherits.
+    let log = c.rt.root().join("nest.log");
+    let in_nest = |args: &[&str], stdout: std::process::Stdio| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(r#"echo $$ > "$0/cgroup.procs" && exec "$@""#)
+            .arg(&nest_dir)
+            .arg(c.rt.bin())
+            .arg("--root")
+            .arg(c.rt.root())
+            .arg("--log")
+            .arg(&log)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(stdout)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .expect("run the runtime");
+        assert!(
+            out.status.success(),
+            "runtime {args:?} failed: {}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let piped = std::process::Stdio::piped;
+    let bundle = c.bundle_str();
+    in_nest(
+        &["run", "-d", "-b", &bundle, &c.id],
+        std::process::Stdio::null(),
+    );
+    let mem = format!("{nest}/{rel}");
+    let pids = format!("{}/{rel}", own_pids.trim_end_matches('/'));
+    assert_eq!(
+        proc_cgroup(c.pid(), "memory").as_deref(),
+        Some(mem.as_str())
+    );
+    assert_eq!(proc_cgroup(c.pid(), "pids").as_deref(), Some(pids.as_str()));
+    assert_eq!(
+        host::cgroup_read("memory", &mem, "memory.limit_in_bytes"),
+        "67108864"
+    );
+    assert_eq!(host::cgroup_read("pids", &pids, "pids.max"), "30");
+
+    in_nest(
+        &[
+            "update",
+            "--memory",
+            "100663296",
+            "--pids-limit",
+            "40",
+            &c.id,
+        ],
+        piped(),
+    );
+    assert_eq!(
+        host::cgroup_read("memory", &mem, "memory.limit_in_bytes"),
+        "100663296"
+    );
+    assert_eq!(host::cgroup_read("pids", &pids, "pids.max"), "40");
+
+    let stats: serde_json::Value =
+        serde_json::from_str(&in_nest(&["events", "--stats", &c.id], piped()))
+            .expect("events JSON");
+    let usage = stats["data"]["memory"]["usage"]["usage"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(usage > 0, "no memory usage from the nested cgroup: {stats}");
+    assert_eq!(
+        stats["data"]["pids"]["current"].as_u64(),
+        Some(1),
+        "{stats}"
+    );
+
+    c.delete_force().success();
+    for dir in [cgroup_dir("memory", &mem), cgroup_dir("pids", &pids)] {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+}
+
+/// Removes an (empty) cgroup directory when dropped.
+struct Rmdir(std::path::PathBuf);
+
+impl Drop for Rmdir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.0);
+    }
 }
