@@ -85,7 +85,23 @@ impl Drop for Rollback {
 /// `--print-stats` JSON would break): the summary is shown on stderr when that is a
 /// terminal, logged with --debug, and printed as JSON on stdout with `--json`.
 pub fn run(g: &Global, a: &CheckpointArgs) -> Result<i32> {
-    let summary = checkpoint(g, a)?;
+    let summary = checkpoint(g, a).map_err(|e| match crate::interrupt::received() {
+        Some(sig) => e.context(format!(
+            "checkpoint of container \"{}\" interrupted by {}",
+            a.id,
+            crate::interrupt::name(sig)
+        )),
+        None => e,
+    })?;
+    if let Some(sig) = crate::interrupt::received() {
+        crate::warn!(
+            "{} arrived during the checkpoint of container \"{}\": it was finished first (stopping half way could lose the container); the checkpoint is in {}",
+            crate::interrupt::name(sig),
+            a.id,
+            summary.image_path.display()
+        );
+        return Ok(128 + sig);
+    }
     if a.json {
         println!("{}", serde_json::to_string(&summary)?);
         return Ok(0);
@@ -191,6 +207,8 @@ pub fn checkpoint_with(
         }
     };
 
+    // From here on a termination signal is noted, not obeyed half way (see `interrupt`).
+    let _deferred = crate::interrupt::defer()?;
     // CRIU starts (fork, exec, dynamic linking: a few ms) before the freeze, not during it.
     let mut so = SwrkOptions::new(&criu_bin);
     so.stdin = Some(Stdio::null());
@@ -199,6 +217,13 @@ pub fn checkpoint_with(
     so.log_path = Some(work.join("dump.log"));
     let swrk = Swrk::spawn(so)?;
 
+    if let Some(sig) = crate::interrupt::received() {
+        bail!(
+            "{} before the freeze: container \"{}\" was not touched",
+            crate::interrupt::name(sig),
+            a.id
+        );
+    }
     let cg = &c.cgroup().clone();
     let freeze_start = Instant::now();
     let freeze_ms = if status == Status::Running {
@@ -378,6 +403,7 @@ pub fn checkpoint_with(
         // Lazy: the images (all but memory) are installed when CRIU reports the page server
         // ready; the target restores while CRIU serves it the pages.
         let criu_pid = swrk.pid() as i32;
+        let stop_on_signal = on_ready.is_none();
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let status_fd = a.status_fd;
         let image_ref: &Path = &image;
@@ -406,6 +432,12 @@ pub fn checkpoint_with(
             });
             let mut notify = move |script: &str, _: i32, _: Vec<OwnedFd>| -> Result<()> {
                 if script == "status-ready" {
+                    // The tree is dumped but for its memory, which CRIU now serves for as
+                    // long as it takes: a signal stops serving, and the container runs on.
+                    // (Under `migrate` the target may already run on these pages: it decides.)
+                    if stop_on_signal {
+                        crate::interrupt::stop_on_signal(criu_pid);
+                    }
                     let _ = tx.send(());
                 }
                 Ok(())

@@ -14,6 +14,7 @@ pub mod devices_bpf;
 pub mod error;
 pub mod exe_seal;
 pub mod hooks;
+pub mod interrupt;
 pub mod lifecycle;
 pub mod logging;
 pub mod manifest;

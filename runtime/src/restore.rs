@@ -172,6 +172,21 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
     if a.check {
         return check(g, a);
     }
+    // A termination signal is noted, not obeyed half way (see `interrupt`): the restore
+    // finishes, or fails and undoes itself, then reports it.
+    let deferred = crate::interrupt::defer()?;
+    let code = restore(g, a, deferred).map_err(|e| match crate::interrupt::received() {
+        Some(sig) => e.context(format!(
+            "restore of container \"{}\" interrupted by {}",
+            a.id,
+            crate::interrupt::name(sig)
+        )),
+        None => e,
+    })?;
+    Ok(code)
+}
+
+fn restore(g: &Global, a: &RestoreArgs, deferred: crate::interrupt::Deferred) -> Result<i32> {
     let start = Instant::now();
     let dir = crate::spec::bundle_dir(a.bundle.as_deref())?;
     let bundle = Bundle::load(&dir)?;
@@ -412,6 +427,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
     so.extra_fds = extra_fds;
     so.log_path = Some(work.join("restore.log"));
     so.join_cgroup = cgroup.join_files();
+    so.own_process_group = !a.shell_job;
     t("spawning criu");
     let swrk = Swrk::spawn(so)?;
     t("criu started in the cgroup");
@@ -523,6 +539,15 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
     undo.pid = None;
     undo.poststop = None;
     undo.lock = None;
+    drop(deferred);
+    if let Some(sig) = crate::interrupt::received() {
+        crate::warn!(
+            "{} arrived during the restore of container \"{}\": it was finished first; the container runs",
+            crate::interrupt::name(sig),
+            a.id
+        );
+        return Ok(128 + sig);
+    }
     if a.detach {
         return Ok(0);
     }

@@ -10,7 +10,8 @@
 //! pause/checkpoint/resume sequence; stdio pipes reconnected at restore (conmon/shim style);
 //! ten cycles without leaks; failure paths (TCP without the flag, restore over a live id,
 //! restoring one image twice, corrupt images, another bundle, an unknown manifest version, a
-//! missing image dir) and `checkpoint --json`.
+//! missing image dir) and `checkpoint --json`; SIGTERM during a checkpoint (it finishes
+//! first) and while a lazy checkpoint serves pages (the container runs on).
 //!
 //! Needs CRIU in PATH (`PATH=/usr/local/sbin:$PATH`). Every runtime call has a timeout, and
 //! `Cr`'s reaper kills whatever a failed restore left (processes in the container cgroup, CRIU
@@ -998,4 +999,137 @@ fn stdio_pipes_are_reconnected_to_the_restoring_callers_pipes() {
     );
     cr.delete_force().success();
     cr.assert_nothing_left();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Termination signals during a checkpoint: never half done
+
+/// `checkpoint` started in the background with its stderr piped.
+fn spawn_checkpoint(k: &Counter, image: &Path, work: &Path, flags: &[&str]) -> std::process::Child {
+    std::process::Command::new(k.rt.bin())
+        .arg("--root")
+        .arg(k.rt.root())
+        .arg("checkpoint")
+        .arg("--image-path")
+        .arg(image)
+        .arg("--work-path")
+        .arg(work)
+        .args(flags)
+        .arg(&k.id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn checkpoint")
+}
+
+/// SIGTERM to `pid` (the runtime we started).
+fn term(pid: i32) {
+    // SAFETY: kill(2) on our own child.
+    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(rc, 0, "kill {pid}: {}", std::io::Error::last_os_error());
+}
+
+/// Waits (at most `limit`) for `child` to exit: its exit code and stderr.
+fn finish(mut child: std::process::Child, limit: Duration) -> (Option<i32>, String) {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the checkpoint did not end within {limit:?} of the signal");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().expect("checkpoint output");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// SIGTERM once the cgroup is frozen (while a 256 MiB tmpfs is being archived): dying there
+/// would leave the container frozen, or dumped and killed with no image installed. The
+/// checkpoint finishes, says so, exits 128+15, and the image restores.
+#[test]
+fn sigterm_during_a_checkpoint_lets_it_finish_first() {
+    if !ours_only() {
+        println!("NOT TESTED against runc 1.1.5: a signal kills it half way");
+        return;
+    }
+    let mut k = Counter::new(false);
+    k.cr.c.configure(|cfg| {
+        cfg["mounts"].as_array_mut().expect("mounts").push(json!({
+            "destination": "/big", "type": "tmpfs", "source": "tmpfs",
+            "options": ["size=300m"]
+        }));
+    });
+    fs::create_dir_all(k.rootfs().join("big")).expect("create /big");
+    k.start_counting();
+    k.exec(&["dd", "if=/dev/zero", "of=/big/fill", "bs=1M", "count=256"])
+        .success();
+    let image = k.image("term");
+    let work = k.work("term");
+    let child = spawn_checkpoint(&k, &image, &work, &[]);
+    let pid = child.id() as i32;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while k.cgroup_read("freezer", "freezer.state") != "FROZEN" {
+        assert!(Instant::now() < deadline, "the cgroup never froze");
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    term(pid);
+    let (code, stderr) = finish(child, Duration::from_secs(60));
+    println!("checkpoint after SIGTERM: exit {code:?}\n{stderr}");
+    assert_eq!(code, Some(128 + 15), "{stderr}");
+    assert!(
+        stderr.contains("SIGTERM arrived during the checkpoint"),
+        "{stderr}"
+    );
+    assert!(image.join("manifest.json").is_file(), "no image installed");
+    let at_dump = k.assert_still(Duration::from_millis(500)).expect("count");
+    k.restore_ok(&image, "term-r", &[]);
+    k.assert_resumes_from(at_dump);
+    let out = k.exec(&["sh", "-c", "wc -c < /big/fill"]).success();
+    assert_eq!(
+        out.out().trim(),
+        (256u64 << 20).to_string(),
+        "tmpfs content after restore"
+    );
+}
+
+/// SIGTERM while a lazy checkpoint serves memory pages (nobody fetches them): CRIU is
+/// stopped, the container goes on running here, thawed, and no image is left.
+#[test]
+fn sigterm_while_serving_lazy_pages_leaves_the_container_running() {
+    if !ours_only() {
+        println!("NOT TESTED against runc 1.1.5: a signal kills it and leaves CRIU serving");
+        return;
+    }
+    let k = Counter::new(false);
+    k.start_counting();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let image = k.image("lazy");
+    let work = k.work("lazy");
+    let ps = format!("127.0.0.1:{port}");
+    let child = spawn_checkpoint(&k, &image, &work, &["--lazy-pages", "--page-server", &ps]);
+    let pid = child.id() as i32;
+    wait_for(
+        "the lazy image to be installed",
+        Duration::from_secs(20),
+        || image.join("manifest.json").is_file(),
+    );
+    term(pid);
+    let (code, stderr) = finish(child, Duration::from_secs(20));
+    println!("lazy checkpoint after SIGTERM: exit {code:?}\n{stderr}");
+    assert!(code.is_some_and(|c| c != 0), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
+    assert_eq!(k.status(), "running");
+    assert_eq!(k.cgroup_read("freezer", "freezer.state"), "THAWED");
+    k.assert_counting();
+    assert!(
+        absent_or_empty(&image),
+        "a lazy image without its pages was left"
+    );
 }

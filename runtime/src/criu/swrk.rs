@@ -124,6 +124,10 @@ pub struct SwrkOptions {
     /// it starts inside the container's cgroup, so restored tasks are born there, without
     /// the slow cross-process migration.
     pub join_cgroup: Vec<PathBuf>,
+    /// Start CRIU in a process group of its own, so a Ctrl-C meant for us does not kill it
+    /// half way (we decide what to do: see `interrupt`). Off for a shell job, whose restored
+    /// tree belongs in the terminal's group.
+    pub own_process_group: bool,
 }
 
 impl SwrkOptions {
@@ -136,6 +140,7 @@ impl SwrkOptions {
             extra_fds: Vec::new(),
             log_path: None,
             join_cgroup: Vec::new(),
+            own_process_group: true,
         }
     }
 }
@@ -205,6 +210,9 @@ impl Swrk {
         }
         if let Some(s) = opts.stderr {
             cmd.stderr(s);
+        }
+        if opts.own_process_group {
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         }
         // SAFETY: the closure only calls async-signal-safe functions (dup2, syscall) and does not allocate.
         unsafe {
