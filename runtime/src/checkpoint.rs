@@ -85,14 +85,8 @@ impl Drop for Rollback {
 /// `--print-stats` JSON would break): the summary is shown on stderr when that is a
 /// terminal, logged with --debug, and printed as JSON on stdout with `--json`.
 pub fn run(g: &Global, a: &CheckpointArgs) -> Result<i32> {
-    let summary = checkpoint(g, a).map_err(|e| match crate::interrupt::received() {
-        Some(sig) => e.context(format!(
-            "checkpoint of container \"{}\" interrupted by {}",
-            a.id,
-            crate::interrupt::name(sig)
-        )),
-        None => e,
-    })?;
+    let summary =
+        checkpoint(g, a).map_err(|e| crate::interrupt::explain(e, "checkpoint", &a.id))?;
     if let Some(sig) = crate::interrupt::received() {
         crate::warn!(
             "{} arrived during the checkpoint of container \"{}\": it was finished first (stopping half way could lose the container); the checkpoint is in {}",

@@ -84,3 +84,14 @@ pub fn name(sig: i32) -> String {
         .map(|s| s.as_str().to_string())
         .unwrap_or_else(|_| format!("signal {sig}"))
 }
+
+/// `e`, saying that `what` of container `id` was interrupted when a signal was noted.
+pub fn explain(e: anyhow::Error, what: &str, id: &str) -> anyhow::Error {
+    match received() {
+        Some(sig) => e.context(format!(
+            "{what} of container \"{id}\" interrupted by {}",
+            name(sig)
+        )),
+        None => e,
+    }
+}

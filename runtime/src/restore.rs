@@ -175,15 +175,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<i32> {
     // A termination signal is noted, not obeyed half way (see `interrupt`): the restore
     // finishes, or fails and undoes itself, then reports it.
     let deferred = crate::interrupt::defer()?;
-    let code = restore(g, a, deferred).map_err(|e| match crate::interrupt::received() {
-        Some(sig) => e.context(format!(
-            "restore of container \"{}\" interrupted by {}",
-            a.id,
-            crate::interrupt::name(sig)
-        )),
-        None => e,
-    })?;
-    Ok(code)
+    restore(g, a, deferred).map_err(|e| crate::interrupt::explain(e, "restore", &a.id))
 }
 
 fn restore(g: &Global, a: &RestoreArgs, deferred: crate::interrupt::Deferred) -> Result<i32> {
