@@ -298,19 +298,7 @@ impl CheckpointRestore {
                 poll(|| read_counter(pid).is_some_and(|n| n > before))
                     .with_context(|| format!("the restored counter stays at {before}"))
             }
-            Workload::Memory(mib) => {
-                let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-                let rss_kib: u64 = status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                    .context("no VmRSS in /proc/<pid>/status")?;
-                ensure!(
-                    rss_kib >= mib * 1024 * 9 / 10,
-                    "the restored process holds {rss_kib} KiB, not {mib} MiB"
-                );
-                Ok(())
-            }
+            Workload::Memory(mib) => ensure_rss(pid, mib),
         }
     }
 
@@ -415,4 +403,19 @@ fn with_criu_error(e: anyhow::Error, log: &Path) -> anyhow::Error {
         Some(line) => e.context(format!("CRIU: {line}")),
         None => e,
     }
+}
+
+/// Process `pid` (a restored `alloc`) holds at least 90% of its `mib` MiB again.
+pub fn ensure_rss(pid: impl std::fmt::Display, mib: u64) -> Result<()> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in /proc/<pid>/status")?;
+    ensure!(
+        rss_kib >= mib * 1024 * 9 / 10,
+        "the restored process holds {rss_kib} KiB, not {mib} MiB"
+    );
+    Ok(())
 }

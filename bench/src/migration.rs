@@ -896,16 +896,7 @@ impl Move<'_> {
                     fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|n| n.trim() == "alloc")
                 })
                 .context("no alloc process in the restored container")?;
-            let status = fs::read_to_string(format!("/proc/{alloc}/status"))?;
-            let rss_kib: u64 = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                .context("no VmRSS")?;
-            ensure!(
-                rss_kib >= MEM_MIB * 1024 * 9 / 10,
-                "the restored alloc holds {rss_kib} KiB, not {MEM_MIB} MiB"
-            );
+            crate::cr::ensure_rss(alloc, MEM_MIB)?;
         }
         Ok(())
     }
