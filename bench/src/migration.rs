@@ -94,18 +94,8 @@ const QUIESCE_SCRIPT: &str = r#"printf "%s\n" "$1" | nft -f - || exit 1
     sleep 0.002; i=$((i + 1))
   done"#;
 /// After a move: CRIU's network lock (nft table `inet CRIU-*`, or iptables chain `CRIU`) and the
-/// quiesce table leave the source's service netns. Copied from test.sh (`unlock_source`).
-const UNLOCK_SCRIPT: &str = r#"
-  for t in $(nft list tables 2>/dev/null | awk "\$2 == \"inet\" && \$3 ~ /^CRIU-/ { print \$3 }"); do
-    nft delete table inet "$t"
-  done
-  nft delete table inet mig-quiesce 2>/dev/null
-  for cmd in iptables ip6tables; do
-    while $cmd -w -D INPUT -j CRIU 2>/dev/null; do :; done
-    while $cmd -w -D OUTPUT -j CRIU 2>/dev/null; do :; done
-    $cmd -w -F CRIU 2>/dev/null; $cmd -w -X CRIU 2>/dev/null
-  done
-  true"#;
+/// quiesce table leave the source's service netns: the same script as test.sh's `unlock_source`.
+const UNLOCK_SCRIPT: &str = include_str!("../../integration/migration/unlock-netns.sh");
 
 /// The columns of the migration rows. Keys start with `m-` (state dirs on the hosts are named
 /// after them); `mode` tells how each one moves its container.

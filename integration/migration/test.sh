@@ -116,20 +116,8 @@ ip_hosts() {
 # nftables method a table `inet CRIU-<checkpoint uuid>` (runtime). Restoring another checkpoint
 # there later does not remove it (other uuid), so the service would stay blocked: remove it once
 # the container left the host.
-# shellcheck disable=SC2016 # expanded by the host's sh
-UNLOCK_SCRIPT='
-  for t in $(nft list tables 2>/dev/null | awk "\$2 == \"inet\" && \$3 ~ /^CRIU-/ { print \$3 }"); do
-    nft delete table inet "$t"
-  done
-  nft delete table inet mig-quiesce 2>/dev/null
-  for cmd in iptables ip6tables; do
-    while $cmd -w -D INPUT -j CRIU 2>/dev/null; do :; done
-    while $cmd -w -D OUTPUT -j CRIU 2>/dev/null; do :; done
-    $cmd -w -F CRIU 2>/dev/null; $cmd -w -X CRIU 2>/dev/null
-  done
-  true'
 unlock_source() { # HOST SLOT
-  on "$1" 10 nsenter "--net=$HOST_LOCAL/net/$2" sh -c "$UNLOCK_SCRIPT"
+  on "$1" 10 nsenter "--net=$HOST_LOCAL/net/$2" sh "$HERE/unlock-netns.sh"
 }
 # Before the freeze: refuse new inbound TCP connections in the container's netns (a reset, so
 # clients retry at once) and wait until the listeners' accept queues are empty. A connection
